@@ -1,0 +1,45 @@
+/* The `kiln` command line. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "kiln/kiln.h"
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: kiln <command> [options]\n"
+               "\n"
+               "commands:\n"
+               "  devices              list OpenCL platforms and devices, and what the\n"
+               "                       environment (KILN_BACKEND, KILN_DEVICE) selects, and why\n"
+               "  bench gemm [opts]    time GEMM on every backend (kiln bench gemm --help)\n"
+               "  version              print the version\n"
+               "\n"
+               "environment: KILN_BACKEND=cpu|opencl|clblast|auto[,OP=BACKEND...]\n"
+               "             KILN_DEVICE=INDEX|PLATFORM:DEVICE|NAME-SUBSTRING\n"
+               "             KILN_CACHE_DIR=DIR|off   KILN_LOG=error|warn|info|debug\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
+        printf("kiln %s\n", KILN_VERSION_STRING);
+        return 0;
+    }
+    if (kiln_log_init_from_env() != KILN_OK) {
+        fprintf(stderr, "kiln: %s\n", kiln_last_error());
+        return 2;
+    }
+    if (!strcmp(cmd, "devices")) return kiln_cmd_devices(argc - 1, argv + 1);
+    if (!strcmp(cmd, "bench")) return kiln_cmd_bench(argc - 1, argv + 1, argv[0]);
+    fprintf(stderr, "kiln: unknown command '%s'\n\n", cmd);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,117 @@
+/* Internal: the backend object, its vtable and the op tables. */
+#ifndef KILN_BACKEND_IMPL_H
+#define KILN_BACKEND_IMPL_H
+
+#include "kiln/backend.h"
+#include "kiln/log.h"
+
+/* An op implementation: computes dst->op into dst. Validation already happened. */
+typedef kiln_status (*kiln_op_fn)(kiln_backend_t be, kiln_tensor *dst);
+
+struct kiln_backend_iface {
+    /* Allocates `bytes` of storage; *handle is backend specific (host pointer, cl_mem). */
+    kiln_status (*buffer_alloc)(kiln_backend_t be, size_t bytes, void **handle);
+    void (*buffer_free)(kiln_backend_t be, void *handle);
+    /* Host address of the storage, or NULL when it lives on a device. */
+    void *(*buffer_host_ptr)(kiln_backend_t be, void *handle);
+    /* Copies host -> storage. ev == NULL: blocking. Otherwise *ev may receive an event
+       (or NULL when the copy already completed). */
+    kiln_status (*write)(kiln_backend_t be, void *handle, size_t off, const void *src, size_t n,
+                         kiln_event_t *ev);
+    /* Copies storage -> host, same event rules. */
+    kiln_status (*read)(kiln_backend_t be, void *handle, size_t off, void *dst, size_t n,
+                        kiln_event_t *ev);
+    /* Copies within this backend's storage. */
+    kiln_status (*copy)(kiln_backend_t be, void *dst, size_t dst_off, void *src, size_t src_off,
+                        size_t n);
+    /* Waits for all queued work. */
+    kiln_status (*synchronize)(kiln_backend_t be);
+    /* Optional: waits on / frees an event this backend returned. */
+    kiln_status (*event_wait)(kiln_backend_t be, void *event);
+    void (*event_free)(kiln_backend_t be, void *event);
+    /* Optional: program-cache counters. */
+    void (*stats)(kiln_backend_t be, kiln_backend_stats *out);
+    /* Frees ctx. */
+    void (*free)(kiln_backend_t be);
+};
+
+struct kiln_backend {
+    const struct kiln_backend_iface *iface;
+    void *ctx;
+    char name[16]; /* base: cpu | opencl | clblast */
+    kiln_device_info device;
+    kiln_op_fn ops[KILN_OP_COUNT];
+    const char *provider[KILN_OP_COUNT];
+    struct kiln_backend *host; /* cpu backend for host fallback, created on first need */
+};
+
+struct kiln_buffer {
+    kiln_backend_t be;
+    void *handle;
+    size_t size;
+};
+
+struct kiln_event {
+    kiln_backend_t be;
+    void *handle;
+};
+
+/* Op tables, filled with designated initialisers; an empty slot means unsupported. */
+extern const kiln_op_fn kiln_cpu_ops[KILN_OP_COUNT];
+extern const kiln_op_fn kiln_cl_ops[KILN_OP_COUNT];
+extern const kiln_op_fn kiln_clblast_ops[KILN_OP_COUNT];
+
+/* Backend constructors: fill iface/ctx/device of a zeroed backend. */
+kiln_status kiln_cpu_backend_setup(kiln_backend_t be);
+kiln_status kiln_cl_backend_setup(kiln_backend_t be, const kiln_device_info *dev);
+/* Whether CLBlast is usable on this opencl backend's device. */
+int kiln_clblast_available(kiln_backend_t be);
+
+/* Runs an op on the host cpu backend with copies of the device tensors (the end of the
+   fallback chain for device backends). */
+kiln_status kiln_host_fallback(kiln_backend_t be, kiln_tensor *dst);
+
+/* Host address of element 0 of a tensor on a host buffer. */
+void *kiln_tensor_host_data(const kiln_tensor *t);
+
+/* Per-op validation shared by all backends. */
+kiln_status kiln_op_validate(kiln_backend_t be, const kiln_tensor *dst);
+
+/* GEMM decoded from tensors into element units, shared by every backend. */
+typedef struct kiln_gemm_desc {
+    int trans_a, trans_b;
+    size_t m, n, k, batch;
+    float alpha, beta;
+    const kiln_tensor *a, *b, *c;
+    size_t off_a, ld_a, stride_a; /* elements; stride 0 = broadcast */
+    size_t off_b, ld_b, stride_b;
+    size_t off_c, ld_c, stride_c;
+} kiln_gemm_desc;
+kiln_status kiln_gemm_decode(const kiln_tensor *dst, kiln_gemm_desc *d);
+
+/* Error helper: sets the thread-local message and returns s. */
+kiln_status kiln_error(kiln_status s, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+/* Appends to the thread-local message (for context while unwinding). */
+void kiln_error_append(const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 1, 2)))
+#endif
+    ;
+
+/* <cache>/<sub> for compiled programs and tuning results (KILN_CACHE_DIR, else
+   $XDG_CACHE_HOME/kiln, else ~/.cache/kiln), created if missing. *enabled = 0 when
+   KILN_CACHE_DIR=off or the directory cannot be created (warned once, never fatal). */
+void kiln_cache_dir(const char *sub, char *out, size_t n, int *enabled);
+/* Writes a file atomically: temporary file in the same directory, fsync, rename, fsync of
+   the directory. Readers see the old file or the new one, never a torn one. */
+kiln_status kiln_write_file_atomic(const char *path, const void *data, size_t n);
+
+/* 64-bit FNV-1a, chainable through `h`. */
+uint64_t kiln_hash64(uint64_t h, const void *data, size_t n);
+#define KILN_HASH_INIT 0xcbf29ce484222325ULL
+
+#endif

@@ -1,0 +1,177 @@
+/* The opencl backend: one context and in-order queue on one device, kiln's own kernels. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cl-impl.h"
+
+static kiln_status cl_alloc(kiln_backend_t be, size_t bytes, void **handle) {
+    kiln_cl_ctx *cl = kiln_cl(be);
+    cl_int err;
+    if (be->device.max_alloc && bytes > be->device.max_alloc)
+        return kiln_error(KILN_OUT_OF_MEMORY,
+                          "cannot allocate %zu bytes on %s: the device's largest single "
+                          "allocation is %llu bytes (global memory %llu bytes)",
+                          bytes, be->device.name, be->device.max_alloc, be->device.global_mem);
+    cl_mem m = clCreateBuffer(cl->context, CL_MEM_READ_WRITE, bytes ? bytes : 1, NULL, &err);
+    if (err != CL_SUCCESS)
+        return kiln_cl_fail(err, "cannot allocate %zu bytes on %s (global memory %llu bytes)",
+                            bytes, be->device.name, be->device.global_mem);
+    *handle = m;
+    return KILN_OK;
+}
+
+static void cl_free_buffer(kiln_backend_t be, void *handle) {
+    (void)be;
+    if (handle) clReleaseMemObject((cl_mem)handle);
+}
+
+static kiln_status wrap_event(kiln_backend_t be, cl_event e, kiln_event_t *ev) {
+    *ev = malloc(sizeof **ev);
+    if (!*ev) {
+        clWaitForEvents(1, &e);
+        clReleaseEvent(e);
+        return KILN_OK; /* completed synchronously instead */
+    }
+    (*ev)->be = be;
+    (*ev)->handle = e;
+    return KILN_OK;
+}
+
+static kiln_status cl_write(kiln_backend_t be, void *handle, size_t off, const void *src, size_t n,
+                            kiln_event_t *ev) {
+    cl_event e = NULL;
+    cl_int err = clEnqueueWriteBuffer(kiln_cl(be)->queue, (cl_mem)handle, ev ? CL_FALSE : CL_TRUE,
+                                      off, n, src, 0, NULL, ev ? &e : NULL);
+    if (err != CL_SUCCESS) return kiln_cl_fail(err, "writing %zu bytes to %s", n, be->device.name);
+    return ev ? wrap_event(be, e, ev) : KILN_OK;
+}
+
+static kiln_status cl_read(kiln_backend_t be, void *handle, size_t off, void *dst, size_t n,
+                           kiln_event_t *ev) {
+    cl_event e = NULL;
+    cl_int err = clEnqueueReadBuffer(kiln_cl(be)->queue, (cl_mem)handle, ev ? CL_FALSE : CL_TRUE,
+                                     off, n, dst, 0, NULL, ev ? &e : NULL);
+    if (err != CL_SUCCESS)
+        return kiln_cl_fail(err, "reading %zu bytes from %s", n, be->device.name);
+    return ev ? wrap_event(be, e, ev) : KILN_OK;
+}
+
+static kiln_status cl_copy(kiln_backend_t be, void *dst, size_t dst_off, void *src, size_t src_off,
+                           size_t n) {
+    cl_int err = clEnqueueCopyBuffer(kiln_cl(be)->queue, (cl_mem)src, (cl_mem)dst, src_off, dst_off,
+                                     n, 0, NULL, NULL);
+    if (err != CL_SUCCESS) return kiln_cl_fail(err, "copying %zu bytes on %s", n, be->device.name);
+    return KILN_OK;
+}
+
+static kiln_status cl_sync(kiln_backend_t be) {
+    cl_int err = clFinish(kiln_cl(be)->queue);
+    /* Errors of earlier asynchronous kernels surface here. */
+    if (err != CL_SUCCESS) return kiln_cl_fail(err, "waiting for %s", be->device.name);
+    return KILN_OK;
+}
+
+static kiln_status cl_event_wait(kiln_backend_t be, void *event) {
+    cl_event e = event;
+    cl_int err = clWaitForEvents(1, &e);
+    if (err != CL_SUCCESS)
+        return kiln_cl_fail(err, "waiting for a transfer on %s", be->device.name);
+    return KILN_OK;
+}
+
+static void cl_event_free(kiln_backend_t be, void *event) {
+    (void)be;
+    clReleaseEvent((cl_event)event);
+}
+
+static void cl_free(kiln_backend_t be) {
+    kiln_cl_ctx *cl = kiln_cl(be);
+    if (!cl) return;
+    if (cl->queue) clFinish(cl->queue);
+    kiln_cl_release_programs(cl);
+    if (cl->scratch) clReleaseMemObject(cl->scratch);
+    free(cl->gemm_tune);
+    if (cl->queue) clReleaseCommandQueue(cl->queue);
+    if (cl->context) clReleaseContext(cl->context);
+    free(cl);
+    be->ctx = NULL;
+}
+
+static void cl_stats(kiln_backend_t be, kiln_backend_stats *out) {
+    *out = kiln_cl(be)->stats;
+}
+
+static const struct kiln_backend_iface cl_iface = {
+    .stats = cl_stats,
+    .buffer_alloc = cl_alloc,
+    .buffer_free = cl_free_buffer,
+    .buffer_host_ptr = NULL,
+    .write = cl_write,
+    .read = cl_read,
+    .copy = cl_copy,
+    .synchronize = cl_sync,
+    .event_wait = cl_event_wait,
+    .event_free = cl_event_free,
+    .free = cl_free,
+};
+
+const kiln_op_fn kiln_cl_ops[KILN_OP_COUNT] = {
+    [KILN_OP_GEMM] = kiln_cl_gemm,
+};
+
+kiln_status kiln_cl_backend_setup(kiln_backend_t be, const kiln_device_info *dev) {
+    kiln_cl_ctx *cl = calloc(1, sizeof *cl);
+    if (!cl) return kiln_error(KILN_OUT_OF_MEMORY, "opencl backend: out of host memory");
+    be->iface = &cl_iface;
+    be->ctx = cl;
+    be->device = *dev;
+    kiln_status st = kiln_cl_find_device(dev->index, &cl->platform, &cl->device);
+    if (st) {
+        cl_free(be);
+        return st;
+    }
+    cl_int err;
+    cl_context_properties props[] = {CL_CONTEXT_PLATFORM, (cl_context_properties)cl->platform, 0};
+    cl->context = clCreateContext(props, 1, &cl->device, NULL, NULL, &err);
+    if (err != CL_SUCCESS) {
+        st = kiln_cl_fail(err, "creating a context on %s", dev->name);
+        cl_free(be);
+        return st;
+    }
+    cl->queue = clCreateCommandQueue(cl->context, cl->device, 0, &err);
+    if (err != CL_SUCCESS) {
+        st = kiln_cl_fail(err, "creating a queue on %s", dev->name);
+        cl_free(be);
+        return st;
+    }
+    return KILN_OK;
+}
+
+kiln_status kiln_cl_get_scratch(kiln_cl_ctx *cl, size_t bytes, cl_mem *out) {
+    if (cl->scratch && cl->scratch_size >= bytes) {
+        *out = cl->scratch;
+        return KILN_OK;
+    }
+    /* Growth is rare (geometric), so waiting for queued users of the old buffer before
+       releasing it costs little and does not lean on deferred deletion, which not every
+       implementation (Oclgrind among them) gets right. */
+    if (cl->scratch) {
+        clFinish(cl->queue);
+        clReleaseMemObject(cl->scratch);
+        bytes = bytes > cl->scratch_size + cl->scratch_size / 2
+                    ? bytes
+                    : cl->scratch_size + cl->scratch_size / 2;
+    }
+    /* Start at 4 MiB so small GEMMs never regrow it. */
+    if (bytes < ((size_t)4 << 20)) bytes = (size_t)4 << 20;
+    cl->scratch = NULL;
+    cl->scratch_size = 0;
+    cl_int err;
+    cl_mem m = clCreateBuffer(cl->context, CL_MEM_READ_WRITE, bytes ? bytes : 1, NULL, &err);
+    if (err != CL_SUCCESS) return kiln_cl_fail(err, "allocating %zu bytes of scratch", bytes);
+    cl->scratch = m;
+    cl->scratch_size = bytes;
+    *out = m;
+    return KILN_OK;
+}

@@ -1,0 +1,72 @@
+/* Internal: the OpenCL backend's context, program/kernel cache and helpers. Shared by the
+   opencl and clblast backends (the clblast backend is this context with another GEMM). */
+#ifndef KILN_CL_IMPL_H
+#define KILN_CL_IMPL_H
+
+#define CL_TARGET_OPENCL_VERSION 120
+#include <CL/cl.h>
+
+#include "../../backend-impl.h"
+
+typedef struct kiln_cl_program {
+    char file[64];
+    char options[512];
+    cl_program program;
+    struct kiln_cl_program *next;
+} kiln_cl_program;
+
+typedef struct kiln_cl_kernel {
+    char file[64];
+    char name[64];
+    char options[512];
+    cl_kernel kernel;
+    struct kiln_cl_kernel *next;
+} kiln_cl_kernel;
+
+typedef struct kiln_cl_ctx {
+    cl_platform_id platform;
+    cl_device_id device;
+    cl_context context;
+    cl_command_queue queue; /* in-order */
+    kiln_cl_program *programs;
+    kiln_cl_kernel *kernels;
+    cl_mem scratch;
+    size_t scratch_size;
+    kiln_backend_stats stats;
+    void *gemm_tune; /* struct kiln_gemm_tune, filled on first GEMM */
+} kiln_cl_ctx;
+
+static inline kiln_cl_ctx *kiln_cl(kiln_backend_t be) {
+    return (kiln_cl_ctx *)be->ctx;
+}
+
+/* The cl ids of the device kiln_devices_list lists at `index`. */
+kiln_status kiln_cl_find_device(int index, cl_platform_id *p, cl_device_id *d);
+
+/* "CL_OUT_OF_RESOURCES" */
+const char *kiln_cl_error_name(cl_int err);
+/* Sets the thread-local error to "<what>: CL_XXX (code)" and returns KILN_OPENCL (or
+   KILN_OUT_OF_MEMORY for allocation failures). */
+kiln_status kiln_cl_fail(cl_int err, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/* Looks up (building on first use, through the disk cache) a kernel from kernels/<file>.
+   The kernel is owned by the context. */
+kiln_status kiln_cl_get_kernel(kiln_cl_ctx *cl, const char *file, const char *name,
+                               const char *options, cl_kernel *out);
+kiln_status kiln_cl_get_program(kiln_cl_ctx *cl, const char *file, const char *options,
+                                cl_program *out);
+void kiln_cl_release_programs(kiln_cl_ctx *cl);
+/* A scratch buffer of at least `bytes`, valid until the next call (in-order queue). */
+kiln_status kiln_cl_get_scratch(kiln_cl_ctx *cl, size_t bytes, cl_mem *out);
+
+/* Embedded kernel sources (or read from the source tree in kernel-development builds). */
+kiln_status kiln_kernel_source(const char *file, char **text, size_t *len);
+
+/* GEMM through kiln's own kernels (cl-gemm.c). */
+kiln_status kiln_cl_gemm(kiln_backend_t be, kiln_tensor *dst);
+
+#endif
