@@ -80,8 +80,8 @@ kiln_status kiln_gemm_decode(const kiln_tensor *dst, kiln_gemm_desc *g) {
         *bs[i] = 0;
         if (t->ndim == 3) {
             if (t->shape[0] != 1 && (size_t)t->shape[0] != g->batch)
-                return kiln_error(KILN_SHAPE, "gemm: %s has batch %lld, C has %zu", "ABC" + i,
-                                  (long long)t->shape[0], g->batch);
+                return kiln_error(KILN_SHAPE, "gemm: %c has batch %lld, C has %zu", "ABC"[i],
+                                  (long long)t -> shape[0], g -> batch);
             *bs[i] = t->shape[0] == 1 ? 0 : (size_t)t->stride[0] / 4;
         }
     }
