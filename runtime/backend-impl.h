@@ -43,6 +43,9 @@ struct kiln_backend {
     kiln_op_fn ops[KILN_OP_COUNT];
     const char *provider[KILN_OP_COUNT];
     struct kiln_backend *host; /* cpu backend for host fallback, created on first need */
+    size_t allocated;          /* bytes in live buffers, for the free-memory estimate */
+    struct kiln_tuner *tuner;  /* auto backend: per-shape choices among implementations */
+    int tune_measured, tune_loaded;
 };
 
 struct kiln_buffer {
@@ -67,9 +70,22 @@ kiln_status kiln_cl_backend_setup(kiln_backend_t be, const kiln_device_info *dev
 /* Whether CLBlast is usable on this opencl backend's device. */
 int kiln_clblast_available(kiln_backend_t be);
 
+/* The auto backend (tune.c): candidates per op, measured per shape on first use. */
+#define KILN_TUNE_MAX 2
+kiln_status kiln_tuner_init(kiln_backend_t be);
+void kiln_tuner_add(kiln_backend_t be, kiln_op op, kiln_op_fn fn, const char *name);
+/* Loads persisted choices once every candidate is added. */
+void kiln_tuner_ready(kiln_backend_t be);
+void kiln_tuner_free(kiln_backend_t be);
+kiln_status kiln_auto_dispatch(kiln_backend_t be, kiln_tensor *dst);
+
 /* Runs an op on the host cpu backend with copies of the device tensors (the end of the
    fallback chain for device backends). */
 kiln_status kiln_host_fallback(kiln_backend_t be, kiln_tensor *dst);
+
+/* Fault injection for tests: the nth buffer allocation from now fails (0 disables). The
+   environment form is KILN_FAULT_ALLOC=N (the Nth allocation of the process). */
+void kiln_fault_alloc_after(long n);
 
 /* Host address of element 0 of a tensor on a host buffer. */
 void *kiln_tensor_host_data(const kiln_tensor *t);
@@ -109,6 +125,12 @@ void kiln_cache_dir(const char *sub, char *out, size_t n, int *enabled);
 /* Writes a file atomically: temporary file in the same directory, fsync, rename, fsync of
    the directory. Readers see the old file or the new one, never a torn one. */
 kiln_status kiln_write_file_atomic(const char *path, const void *data, size_t n);
+/* The streaming form: open, write any number of times, then commit (or abort). */
+typedef struct kiln_atomic_file kiln_atomic_file;
+kiln_status kiln_atomic_open(const char *path, kiln_atomic_file **out);
+kiln_status kiln_atomic_write(kiln_atomic_file *af, const void *data, size_t n);
+kiln_status kiln_atomic_commit(kiln_atomic_file *af);
+void kiln_atomic_abort(kiln_atomic_file *af);
 
 /* 64-bit FNV-1a, chainable through `h`. */
 uint64_t kiln_hash64(uint64_t h, const void *data, size_t n);

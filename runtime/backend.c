@@ -5,7 +5,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "backend-impl.h"
+#include "ops-impl.h"
 
 /* Implementations of ops, in fallback order: clblast -> opencl -> cpu. */
 enum { PROV_CPU, PROV_OPENCL, PROV_CLBLAST, PROV_COUNT, PROV_AUTO = PROV_COUNT };
@@ -23,6 +23,7 @@ static const struct {
 
 typedef struct {
     int base;                    /* PROV_* or PROV_AUTO */
+    int auto_base;               /* the base was auto before it was resolved to a provider */
     int override[KILN_OP_COUNT]; /* -1 = none */
 } backend_spec_t;
 
@@ -48,6 +49,7 @@ static kiln_status parse_backend_spec(const char *spec, backend_spec_t *out) {
     const char *p = spec && *spec ? spec : "auto";
     size_t n = strcspn(p, ",");
     out->base = provider_by_name(p, n);
+    out->auto_base = out->base == PROV_AUTO;
     if (out->base < 0)
         return kiln_error(KILN_INVALID_ARGUMENT, "KILN_BACKEND: unknown backend '%.*s'; valid: %s",
                           (int)n, p, BACKEND_CHOICES);
@@ -222,12 +224,10 @@ static kiln_status select_impl(const char *bspec_in, const char *dspec_in, kiln_
             if (is_oclgrind(&devs[idx])) {
                 base = PROV_OPENCL;
                 rule = "auto: kiln's own kernels (Oclgrind simulator)";
-            } else if (devs[idx].type == KILN_DEVICE_CPU) {
-                base = PROV_OPENCL;
-                rule = "auto: kiln's own kernels (CLBlast is untuned for CPU devices)";
             } else {
-                base = PROV_CLBLAST;
-                rule = "auto: CLBlast for GEMM on a GPU, kiln's kernels otherwise";
+                base = PROV_OPENCL;
+                rule = "auto: per op and shape the faster of kiln's kernels and CLBlast, "
+                       "measured once and remembered";
             }
         } else {
             rule = base == PROV_OPENCL ? "KILN_BACKEND=opencl" : "KILN_BACKEND=clblast";
@@ -267,7 +267,23 @@ kiln_status kiln_backend_init(const char *bspec, const char *dspec, kiln_backend
         return st;
     }
     int on_device = sel.device_index >= 0;
+    /* auto measures per shape where kiln's kernels and CLBlast both implement an op (not
+       under Oclgrind, a simulator, nor for ops that update their sources in place). */
+    int can_tune = on_device && kiln_clblast_available(be) && !is_oclgrind(&be->device);
     for (int op = 1; op < KILN_OP_COUNT; op++) {
+        int want_auto = bs.override[op] == PROV_AUTO || (bs.override[op] < 0 && bs.auto_base);
+        if (can_tune && want_auto && !kiln_op_written_srcs((kiln_op)op) &&
+            providers[PROV_OPENCL].ops[op] && providers[PROV_CLBLAST].ops[op]) {
+            if (!be->tuner && (st = kiln_tuner_init(be))) {
+                kiln_backend_free(be);
+                return st;
+            }
+            kiln_tuner_add(be, (kiln_op)op, providers[PROV_OPENCL].ops[op], "opencl");
+            kiln_tuner_add(be, (kiln_op)op, providers[PROV_CLBLAST].ops[op], "clblast");
+            be->ops[op] = kiln_auto_dispatch;
+            be->provider[op] = "auto";
+            continue;
+        }
         int want = bs.override[op] >= 0 ? bs.override[op] : bs.base;
         if (want == PROV_AUTO) want = bs.base;
         if (want == PROV_CLBLAST && !kiln_clblast_available(be)) want = PROV_OPENCL;
@@ -282,6 +298,7 @@ kiln_status kiln_backend_init(const char *bspec, const char *dspec, kiln_backend
                      providers[want].name, providers[p].name,
                      p == PROV_CPU && on_device ? " (host copies each call)" : "");
     }
+    if (be->tuner) kiln_tuner_ready(be);
     kiln_log(KILN_LOG_INFO, "backend %s on %s: %s", be->name, on_device ? be->device.name : "host",
              sel.why);
     *out = be;
@@ -295,6 +312,7 @@ kiln_status kiln_backend_init_from_env(kiln_backend_t *out) {
 void kiln_backend_free(kiln_backend_t be) {
     if (!be) return;
     if (be->host) kiln_backend_free(be->host);
+    kiln_tuner_free(be);
     if (be->iface && be->iface->free) be->iface->free(be);
     free(be);
 }
@@ -318,6 +336,8 @@ kiln_status kiln_backend_synchronize(kiln_backend_t be) {
 void kiln_backend_get_stats(kiln_backend_t be, kiln_backend_stats *out) {
     memset(out, 0, sizeof *out);
     if (be->iface->stats) be->iface->stats(be, out);
+    out->tune_measured = be->tune_measured;
+    out->tune_loaded = be->tune_loaded;
 }
 
 const char *kiln_device_type_name(kiln_device_type t) {
@@ -334,23 +354,56 @@ const char *kiln_device_type_name(kiln_device_type t) {
     return "?";
 }
 
+/* KILN_FAULT_ALLOC=N makes the Nth buffer allocation of the process fail (and
+   kiln_fault_alloc_after the Nth from now), so tests can check that every caller cleans up
+   and reports. */
+static _Atomic long alloc_count, alloc_fail_at = -1;
+
+void kiln_fault_alloc_after(long n) {
+    alloc_fail_at = n > 0 ? alloc_count + n : 0;
+}
+
+static int injected_alloc_failure(void) {
+    if (alloc_fail_at < 0) {
+        const char *v = getenv("KILN_FAULT_ALLOC");
+        alloc_fail_at = v && *v ? atol(v) : 0;
+    }
+    return ++alloc_count == alloc_fail_at;
+}
+
 kiln_status kiln_buffer_alloc(kiln_backend_t be, size_t bytes, kiln_buffer_t *out) {
     *out = NULL;
     kiln_buffer_t buf = calloc(1, sizeof *buf);
     if (!buf) return kiln_error(KILN_OUT_OF_MEMORY, "buffer: out of host memory");
-    kiln_status st = be->iface->buffer_alloc(be, bytes, &buf->handle);
+    kiln_status st = injected_alloc_failure()
+                         ? kiln_error(KILN_OUT_OF_MEMORY, "allocation injected to fail "
+                                                          "(KILN_FAULT_ALLOC)")
+                         : be->iface->buffer_alloc(be, bytes, &buf->handle);
     if (st) {
         free(buf);
+        /* OpenCL has no free-memory query; what kiln itself holds is the useful estimate. */
+        if (be->device.global_mem)
+            kiln_error_append(" [%zu bytes requested on %s; kiln holds %zu of %llu bytes, about "
+                              "%llu free]",
+                              bytes, be->device.name, be->allocated, be->device.global_mem,
+                              be->device.global_mem > be->allocated
+                                  ? be->device.global_mem - be->allocated
+                                  : 0ULL);
+        else
+            kiln_error_append(" [%zu bytes requested on the host; kiln holds %zu bytes]", bytes,
+                              be->allocated);
         return st;
     }
     buf->be = be;
     buf->size = bytes;
+    be->allocated += bytes;
     *out = buf;
     return KILN_OK;
 }
 
 void kiln_buffer_free(kiln_buffer_t buf) {
     if (!buf) return;
+    buf->be->allocated -= buf->size;
     buf->be->iface->buffer_free(buf->be, buf->handle);
     free(buf);
 }
@@ -411,23 +464,29 @@ kiln_status kiln_host_fallback(kiln_backend_t be, kiln_tensor *dst) {
             return st;
         }
     }
+    /* s[0] is dst (ops like GEMM with beta != 0 read it), s[1 + i] is src[i]; sources may
+       be NULL (an absent bias). Sources sharing dst's storage are staged separately, which
+       is equivalent for the elementwise in-place ops that do that. */
     staged s[KILN_MAX_SRC + 1];
-    int ns = 0;
-    /* dst is staged too: ops like GEMM with beta != 0 read it. */
-    st = stage(be, dst, &s[ns++]);
-    for (int i = 0; !st && i < KILN_MAX_SRC && dst->src[i]; i++)
-        st = stage(be, dst->src[i], &s[ns++]);
+    memset(s, 0, sizeof s);
+    st = stage(be, dst, &s[0]);
+    for (int i = 0; !st && i < KILN_MAX_SRC; i++)
+        if (dst->src[i]) st = stage(be, dst->src[i], &s[1 + i]);
     if (!st) {
         kiln_tensor node = s[0].host;
-        for (int i = 1; i < ns; i++) node.src[i - 1] = &s[i].host;
+        for (int i = 0; i < KILN_MAX_SRC; i++) node.src[i] = dst->src[i] ? &s[1 + i].host : NULL;
         st = kiln_cpu_ops[dst->op](be->host, &node);
     }
-    if (!st) {
-        size_t ext = kiln_tensor_extent(dst);
+    /* Copy back what the op wrote: dst, and the sources it updates in place. */
+    unsigned written = kiln_op_written_srcs(dst->op);
+    for (int i = 0; !st && i <= KILN_MAX_SRC; i++) {
+        if (!s[i].dev || (i > 0 && !(written & (1u << (i - 1))))) continue;
+        const kiln_tensor *t = s[i].dev;
+        size_t ext = kiln_tensor_extent(t);
         if (ext)
-            st = be->iface->write(be, dst->buffer->handle, dst->offset,
-                                  kiln_tensor_host_data(&s[0].host), ext, NULL);
+            st = be->iface->write(be, t->buffer->handle, t->offset,
+                                  kiln_tensor_host_data(&s[i].host), ext, NULL);
     }
-    for (int i = 0; i < ns; i++) kiln_buffer_free(s[i].host.buffer);
+    for (int i = 0; i <= KILN_MAX_SRC; i++) kiln_buffer_free(s[i].host.buffer);
     return st;
 }

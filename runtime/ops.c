@@ -1,10 +1,22 @@
 /* Op validation and decoding shared by every backend, and the convenience entry points. */
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
-#include "backend-impl.h"
+#include "ops-impl.h"
 
-static kiln_status check_storage(kiln_backend_t be, const kiln_tensor *t, const char *op,
-                                 const char *role) {
+static const unsigned written_srcs[KILN_OP_COUNT] = {
+#define X(e, family, name, wmask) [KILN_OP_##e] = wmask,
+#include "kiln/ops.def"
+#undef X
+};
+
+unsigned kiln_op_written_srcs(kiln_op op) {
+    return (unsigned)op < KILN_OP_COUNT ? written_srcs[op] : 0;
+}
+
+kiln_status kiln_check_storage(kiln_backend_t be, const kiln_tensor *t, const char *op,
+                               const char *role) {
     if (!t) return kiln_error(KILN_INVALID_ARGUMENT, "%s: missing %s tensor", op, role);
     if (!t->buffer)
         return kiln_error(KILN_INVALID_ARGUMENT, "%s: %s tensor '%s' has no storage", op, role,
@@ -91,31 +103,111 @@ kiln_status kiln_gemm_decode(const kiln_tensor *dst, kiln_gemm_desc *g) {
     return KILN_OK;
 }
 
+kiln_status kiln_validate_gemm(kiln_backend_t be, const kiln_tensor *dst) {
+    kiln_status st;
+    if ((st = kiln_check_storage(be, dst->src[0], "gemm", "A")) ||
+        (st = kiln_check_storage(be, dst->src[1], "gemm", "B")))
+        return st;
+    kiln_gemm_desc g;
+    return kiln_gemm_decode(dst, &g);
+}
+
+static const kiln_validate_fn validators[KILN_OP_COUNT] = {
+    [KILN_OP_GEMM] = kiln_validate_gemm,
+    [KILN_OP_CONV2D] = kiln_validate_conv2d,
+    [KILN_OP_CONV2D_BWD_DATA] = kiln_validate_conv2d_bwd_data,
+    [KILN_OP_CONV2D_BWD_FILTER] = kiln_validate_conv2d_bwd_filter,
+    [KILN_OP_BIAS_GRAD] = kiln_validate_bias_grad,
+    [KILN_OP_POOL2D] = kiln_validate_pool2d,
+    [KILN_OP_POOL2D_BWD] = kiln_validate_pool2d_bwd,
+    [KILN_OP_LRN] = kiln_validate_lrn,
+    [KILN_OP_LRN_BWD] = kiln_validate_lrn_bwd,
+    [KILN_OP_COPY] = kiln_validate_copy,
+    [KILN_OP_CONCAT] = kiln_validate_concat,
+    [KILN_OP_ADD] = kiln_validate_add,
+    [KILN_OP_MUL] = kiln_validate_mul,
+    [KILN_OP_BIAS_ADD] = kiln_validate_bias_add,
+    [KILN_OP_AXPBY] = kiln_validate_axpby,
+    [KILN_OP_ACT] = kiln_validate_act,
+    [KILN_OP_ACT_BWD] = kiln_validate_act_bwd,
+    [KILN_OP_DROPOUT] = kiln_validate_dropout,
+    [KILN_OP_DROPOUT_BWD] = kiln_validate_dropout_bwd,
+    [KILN_OP_U8_TO_F32] = kiln_validate_u8_to_f32,
+    [KILN_OP_SUM_SQUARES] = kiln_validate_sum_squares,
+    [KILN_OP_SGD_UPDATE] = kiln_validate_sgd_update,
+    [KILN_OP_ADAM_UPDATE] = kiln_validate_adam_update,
+    [KILN_OP_BATCHNORM_STATS] = kiln_validate_batchnorm_stats,
+    [KILN_OP_BATCHNORM] = kiln_validate_batchnorm,
+    [KILN_OP_BATCHNORM_BWD_PARAMS] = kiln_validate_batchnorm_bwd_params,
+    [KILN_OP_BATCHNORM_BWD] = kiln_validate_batchnorm_bwd,
+    [KILN_OP_SOFTMAX_XENT] = kiln_validate_softmax_xent,
+    [KILN_OP_SOFTMAX_XENT_BWD] = kiln_validate_softmax_xent_bwd,
+    [KILN_OP_ACCURACY] = kiln_validate_accuracy,
+};
+
 kiln_status kiln_op_validate(kiln_backend_t be, const kiln_tensor *dst) {
     const char *op = kiln_op_name(dst->op);
-    kiln_status st = check_storage(be, dst, op, "destination");
+    kiln_status st = kiln_check_storage(be, dst, op, "destination");
     if (st) return st;
-    switch (dst->op) {
-    case KILN_OP_GEMM: {
-        if ((st = check_storage(be, dst->src[0], op, "A")) ||
-            (st = check_storage(be, dst->src[1], op, "B")))
-            return st;
-        kiln_gemm_desc g;
-        return kiln_gemm_decode(dst, &g);
-    }
-    default:
+    if ((unsigned)dst->op >= KILN_OP_COUNT || !validators[dst->op])
         return kiln_error(KILN_INVALID_ARGUMENT, "compute: op %d is not an op", (int)dst->op);
-    }
+    return validators[dst->op](be, dst);
+}
+
+kiln_status kiln_check_tensor(kiln_backend_t be, const kiln_tensor *t, const char *op,
+                              const char *role, kiln_dtype dtype, int ndim) {
+    kiln_status st = kiln_check_storage(be, t, op, role);
+    if (st) return st;
+    if (t->dtype != dtype)
+        return kiln_shape_error(t, op, role, "expected dtype %s", kiln_dtype_name(dtype));
+    if (ndim > 0 && t->ndim != ndim) return kiln_shape_error(t, op, role, "expected %d dims", ndim);
+    if (!kiln_tensor_is_contiguous(t)) return kiln_shape_error(t, op, role, "must be contiguous");
+    if (t->offset % kiln_dtype_size(t->dtype))
+        return kiln_shape_error(t, op, role, "offset %zu is not element aligned", t->offset);
+    return KILN_OK;
+}
+
+kiln_status kiln_check_same_shape(const kiln_tensor *a, const kiln_tensor *b, const char *op,
+                                  const char *ra, const char *rb) {
+    int same = a->ndim == b->ndim;
+    for (int i = 0; same && i < a->ndim; i++) same = a->shape[i] == b->shape[i];
+    if (same) return KILN_OK;
+    char da[96], db[96];
+    kiln_tensor_describe(a, da, sizeof da);
+    kiln_tensor_describe(b, db, sizeof db);
+    return kiln_error(KILN_SHAPE, "%s: %s is %s but %s is %s; they must match", op, ra, da, rb, db);
+}
+
+kiln_status kiln_shape_error(const kiln_tensor *t, const char *op, const char *role,
+                             const char *fmt, ...) {
+    char d[96], what[512];
+    kiln_tensor_describe(t, d, sizeof d);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    return kiln_error(KILN_SHAPE, "%s: %s%s%s is %s, %s", op, role, t->name[0] ? " " : "", t->name,
+                      d, what);
+}
+
+kiln_status kiln_run_op(kiln_backend_t be, kiln_op op, const void *params, size_t params_size,
+                        kiln_tensor *dst, int nsrc, kiln_tensor *const *src) {
+    if (!dst)
+        return kiln_error(KILN_INVALID_ARGUMENT, "%s: no destination tensor", kiln_op_name(op));
+    if (params_size > KILN_MAX_OP_PARAMS || nsrc > KILN_MAX_SRC)
+        return kiln_error(KILN_INTERNAL, "%s: params or sources exceed the node", kiln_op_name(op));
+    kiln_tensor node = *dst;
+    node.op = op;
+    memset(node.src, 0, sizeof node.src);
+    for (int i = 0; i < nsrc; i++) node.src[i] = src[i];
+    memset(node.op_params, 0, sizeof node.op_params);
+    if (params_size) memcpy(node.op_params, params, params_size);
+    return kiln_compute(be, &node);
 }
 
 kiln_status kiln_gemm(kiln_backend_t be, int trans_a, int trans_b, float alpha, kiln_tensor *a,
                       kiln_tensor *b, float beta, kiln_tensor *c) {
-    kiln_tensor node = *c;
-    node.op = KILN_OP_GEMM;
-    memset(node.src, 0, sizeof node.src);
-    node.src[0] = a;
-    node.src[1] = b;
     kiln_gemm_params p = {trans_a, trans_b, alpha, beta};
-    memcpy(node.op_params, &p, sizeof p);
-    return kiln_compute(be, &node);
+    kiln_tensor *src[2] = {a, b};
+    return kiln_run_op(be, KILN_OP_GEMM, &p, sizeof p, c, 2, src);
 }

@@ -16,14 +16,14 @@ static const struct {
 
 static const char *const op_names[KILN_OP_COUNT] = {
     [KILN_OP_NONE] = "none",
-#define X(e, family, name) [KILN_OP_##e] = name,
+#define X(e, family, name, wmask) [KILN_OP_##e] = name,
 #include "kiln/ops.def"
 #undef X
 };
 
 static const char *const op_families[KILN_OP_COUNT] = {
     [KILN_OP_NONE] = "none",
-#define X(e, family, name) [KILN_OP_##e] = family,
+#define X(e, family, name, wmask) [KILN_OP_##e] = family,
 #include "kiln/ops.def"
 #undef X
 };

@@ -3,7 +3,7 @@
    through the fallback chain (shared code, not a copy). */
 #include <clblast_c.h>
 
-#include "../opencl/cl-impl.h"
+#include "../opencl/cl-ops.h"
 
 static const char *clblast_status_name(CLBlastStatusCode s) {
     switch (s) {
@@ -44,7 +44,7 @@ static const char *clblast_status_name(CLBlastStatusCode s) {
     }
 }
 
-static kiln_status clblast_gemm(kiln_backend_t be, kiln_tensor *dst) {
+kiln_status kiln_clblast_gemm(kiln_backend_t be, kiln_tensor *dst) {
     kiln_gemm_desc g;
     kiln_status st = kiln_gemm_decode(dst, &g);
     if (st) return st;
@@ -76,7 +76,10 @@ static kiln_status clblast_gemm(kiln_backend_t be, kiln_tensor *dst) {
 }
 
 const kiln_op_fn kiln_clblast_ops[KILN_OP_COUNT] = {
-    [KILN_OP_GEMM] = clblast_gemm,
+    [KILN_OP_GEMM] = kiln_clblast_gemm,
+    [KILN_OP_CONV2D] = kiln_clblast_conv2d,
+    [KILN_OP_CONV2D_BWD_DATA] = kiln_clblast_conv2d_bwd_data,
+    [KILN_OP_CONV2D_BWD_FILTER] = kiln_clblast_conv2d_bwd_filter,
 };
 
 int kiln_clblast_available(kiln_backend_t be) {

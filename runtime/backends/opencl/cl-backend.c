@@ -3,20 +3,22 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cl-impl.h"
+#include "cl-ops.h"
 
 static kiln_status cl_alloc(kiln_backend_t be, size_t bytes, void **handle) {
     kiln_cl_ctx *cl = kiln_cl(be);
-    cl_int err;
     if (be->device.max_alloc && bytes > be->device.max_alloc)
         return kiln_error(KILN_OUT_OF_MEMORY,
                           "cannot allocate %zu bytes on %s: the device's largest single "
                           "allocation is %llu bytes (global memory %llu bytes)",
                           bytes, be->device.name, be->device.max_alloc, be->device.global_mem);
-    cl_mem m = clCreateBuffer(cl->context, CL_MEM_READ_WRITE, bytes ? bytes : 1, NULL, &err);
-    if (err != CL_SUCCESS)
-        return kiln_cl_fail(err, "cannot allocate %zu bytes on %s (global memory %llu bytes)",
-                            bytes, be->device.name, be->device.global_mem);
+    cl_mem m;
+    kiln_status st = kiln_cl_workspace(cl, bytes, &m);
+    if (st) {
+        kiln_error_append(" [device %s, global memory %llu bytes]", be->device.name,
+                          be->device.global_mem);
+        return st;
+    }
     *handle = m;
     return KILN_OK;
 }
@@ -118,6 +120,35 @@ static const struct kiln_backend_iface cl_iface = {
 
 const kiln_op_fn kiln_cl_ops[KILN_OP_COUNT] = {
     [KILN_OP_GEMM] = kiln_cl_gemm,
+    [KILN_OP_CONV2D] = kiln_cl_conv2d,
+    [KILN_OP_CONV2D_BWD_DATA] = kiln_cl_conv2d_bwd_data,
+    [KILN_OP_CONV2D_BWD_FILTER] = kiln_cl_conv2d_bwd_filter,
+    [KILN_OP_BIAS_GRAD] = kiln_cl_bias_grad,
+    [KILN_OP_POOL2D] = kiln_cl_pool2d,
+    [KILN_OP_POOL2D_BWD] = kiln_cl_pool2d_bwd,
+    [KILN_OP_LRN] = kiln_cl_lrn,
+    [KILN_OP_LRN_BWD] = kiln_cl_lrn_bwd,
+    [KILN_OP_COPY] = kiln_cl_copy,
+    [KILN_OP_CONCAT] = kiln_cl_concat,
+    [KILN_OP_ADD] = kiln_cl_add,
+    [KILN_OP_MUL] = kiln_cl_mul,
+    [KILN_OP_BIAS_ADD] = kiln_cl_bias_add,
+    [KILN_OP_AXPBY] = kiln_cl_axpby,
+    [KILN_OP_ACT] = kiln_cl_act,
+    [KILN_OP_ACT_BWD] = kiln_cl_act_bwd,
+    [KILN_OP_DROPOUT] = kiln_cl_dropout,
+    [KILN_OP_DROPOUT_BWD] = kiln_cl_dropout_bwd,
+    [KILN_OP_U8_TO_F32] = kiln_cl_u8_to_f32,
+    [KILN_OP_SUM_SQUARES] = kiln_cl_sum_squares,
+    [KILN_OP_SGD_UPDATE] = kiln_cl_sgd_update,
+    [KILN_OP_ADAM_UPDATE] = kiln_cl_adam_update,
+    [KILN_OP_BATCHNORM_STATS] = kiln_cl_batchnorm_stats,
+    [KILN_OP_BATCHNORM] = kiln_cl_batchnorm,
+    [KILN_OP_BATCHNORM_BWD_PARAMS] = kiln_cl_batchnorm_bwd_params,
+    [KILN_OP_BATCHNORM_BWD] = kiln_cl_batchnorm_bwd,
+    [KILN_OP_SOFTMAX_XENT] = kiln_cl_softmax_xent,
+    [KILN_OP_SOFTMAX_XENT_BWD] = kiln_cl_softmax_xent_bwd,
+    [KILN_OP_ACCURACY] = kiln_cl_accuracy,
 };
 
 kiln_status kiln_cl_backend_setup(kiln_backend_t be, const kiln_device_info *dev) {
@@ -139,11 +170,32 @@ kiln_status kiln_cl_backend_setup(kiln_backend_t be, const kiln_device_info *dev
         cl_free(be);
         return st;
     }
+    cl->oclgrind = strstr(dev->platform, "Oclgrind") != NULL;
     cl->queue = clCreateCommandQueue(cl->context, cl->device, 0, &err);
     if (err != CL_SUCCESS) {
         st = kiln_cl_fail(err, "creating a queue on %s", dev->name);
         cl_free(be);
         return st;
+    }
+    return KILN_OK;
+}
+
+kiln_status kiln_cl_workspace(kiln_cl_ctx *cl, size_t bytes, cl_mem *out) {
+    cl_int err;
+    *out = clCreateBuffer(cl->context, CL_MEM_READ_WRITE, bytes ? bytes : 1, NULL, &err);
+    if (err != CL_SUCCESS) return kiln_cl_fail(err, "allocating %zu bytes", bytes);
+    if (!cl->oclgrind) return KILN_OK;
+    /* Oclgrind's uninitialized-value checker creates a buffer's state on host writes and maps
+       only, so a buffer that only kernels write, created where a released one was, inherits
+       stale state and reads as uninitialized however fully kernels wrote it. Mapping it for
+       writing resets that state and copies nothing; elsewhere a map could cost a transfer. */
+    void *p = clEnqueueMapBuffer(cl->queue, *out, CL_TRUE, CL_MAP_WRITE_INVALIDATE_REGION, 0,
+                                 bytes ? bytes : 1, 0, NULL, NULL, &err);
+    if (err == CL_SUCCESS) err = clEnqueueUnmapMemObject(cl->queue, *out, p, 0, NULL, NULL);
+    if (err != CL_SUCCESS) {
+        clReleaseMemObject(*out);
+        *out = NULL;
+        return kiln_cl_fail(err, "preparing %zu bytes", bytes);
     }
     return KILN_OK;
 }
@@ -167,9 +219,9 @@ kiln_status kiln_cl_get_scratch(kiln_cl_ctx *cl, size_t bytes, cl_mem *out) {
     if (bytes < ((size_t)4 << 20)) bytes = (size_t)4 << 20;
     cl->scratch = NULL;
     cl->scratch_size = 0;
-    cl_int err;
-    cl_mem m = clCreateBuffer(cl->context, CL_MEM_READ_WRITE, bytes ? bytes : 1, NULL, &err);
-    if (err != CL_SUCCESS) return kiln_cl_fail(err, "allocating %zu bytes of scratch", bytes);
+    cl_mem m;
+    kiln_status st = kiln_cl_workspace(cl, bytes, &m);
+    if (st) return st;
     cl->scratch = m;
     cl->scratch_size = bytes;
     *out = m;

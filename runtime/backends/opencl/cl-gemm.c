@@ -3,7 +3,7 @@
 #include <string.h>
 
 #include "cl-gemm-launch.h"
-#include "cl-impl.h"
+#include "cl-ops.h"
 
 /* The launch code speaks plain OpenCL; these adapters carry kiln's error detail across. */
 static cl_kernel get_kernel(void *user, const char *name, const char *options, cl_int *err) {

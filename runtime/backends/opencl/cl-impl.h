@@ -34,6 +34,7 @@ typedef struct kiln_cl_ctx {
     size_t scratch_size;
     kiln_backend_stats stats;
     void *gemm_tune; /* struct kiln_gemm_tune, filled on first GEMM */
+    int oclgrind;    /* the Oclgrind simulator (see kiln_cl_workspace) */
 } kiln_cl_ctx;
 
 static inline kiln_cl_ctx *kiln_cl(kiln_backend_t be) {
@@ -60,13 +61,29 @@ kiln_status kiln_cl_get_kernel(kiln_cl_ctx *cl, const char *file, const char *na
 kiln_status kiln_cl_get_program(kiln_cl_ctx *cl, const char *file, const char *options,
                                 cl_program *out);
 void kiln_cl_release_programs(kiln_cl_ctx *cl);
+/* A device buffer (every allocation goes through here); the caller releases it. */
+kiln_status kiln_cl_workspace(kiln_cl_ctx *cl, size_t bytes, cl_mem *out);
 /* A scratch buffer of at least `bytes`, valid until the next call (in-order queue). */
 kiln_status kiln_cl_get_scratch(kiln_cl_ctx *cl, size_t bytes, cl_mem *out);
 
+/* Sets n kernel arguments from (size_t size, const void *value) pairs:
+   kiln_cl_args(k, "conv2d_direct", 2, sizeof(cl_mem), &mem, sizeof(cl_ulong), &off). */
+kiln_status kiln_cl_args(cl_kernel k, const char *name, int n, ...);
+/* Enqueues k on the backend's queue. global is rounded up to a multiple of local (kernels
+   guard against the padding); local == NULL lets the driver choose. A local size the device
+   or the kernel refuses is clamped to the queried limits and halved until accepted, never
+   fatal. With KILN_SYNC=1 every launch is waited for and a failure names the kernel. */
+kiln_status kiln_cl_launch(kiln_cl_ctx *cl, cl_kernel k, const char *name, cl_uint dims,
+                           const size_t *global, const size_t *local);
+/* A tensor's buffer and element offset, as kernels take them: (global T *base, ulong off). */
+static inline cl_mem kiln_cl_mem(const kiln_tensor *t) {
+    return (cl_mem)t->buffer->handle;
+}
+static inline cl_ulong kiln_cl_off(const kiln_tensor *t) {
+    return (cl_ulong)(t->offset / kiln_dtype_size(t->dtype));
+}
+
 /* Embedded kernel sources (or read from the source tree in kernel-development builds). */
 kiln_status kiln_kernel_source(const char *file, char **text, size_t *len);
-
-/* GEMM through kiln's own kernels (cl-gemm.c). */
-kiln_status kiln_cl_gemm(kiln_backend_t be, kiln_tensor *dst);
 
 #endif

@@ -71,7 +71,8 @@ void kiln_backend_free(kiln_backend_t be);
 const char *kiln_backend_name(kiln_backend_t be);
 /* The device this backend runs on (type HOST for cpu). */
 const kiln_device_info *kiln_backend_device(kiln_backend_t be);
-/* Which implementation serves `op` on this backend: "cpu", "opencl", "clblast", or NULL. */
+/* Which implementation serves `op` on this backend: "cpu", "opencl", "clblast", "auto"
+   (measured per shape), or NULL. */
 const char *kiln_backend_op_provider(kiln_backend_t be, kiln_op op);
 kiln_status kiln_backend_synchronize(kiln_backend_t be);
 
@@ -81,6 +82,8 @@ typedef struct kiln_backend_stats {
     int programs_loaded;   /* loaded from the on-disk cache */
     int cache_rejected;    /* corrupt or unusable cache entries removed and rebuilt */
     int cache_stored;      /* programs written to the cache */
+    int tune_measured;     /* auto: op shapes measured in this process */
+    int tune_loaded;       /* auto: choices loaded from the cache */
 } kiln_backend_stats;
 void kiln_backend_get_stats(kiln_backend_t be, kiln_backend_stats *out);
 

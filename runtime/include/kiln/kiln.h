@@ -6,6 +6,7 @@
 #include "kiln/log.h"
 #include "kiln/tensor.h"
 #include "kiln/backend.h"
+#include "kiln/ops.h"
 
 #define KILN_VERSION_MAJOR  0
 #define KILN_VERSION_MINOR  1

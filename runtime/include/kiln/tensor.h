@@ -18,7 +18,7 @@ extern "C" {
 typedef enum { KILN_F32, KILN_F16, KILN_U8, KILN_I32, KILN_DTYPE_COUNT } kiln_dtype;
 
 typedef enum {
-#define X(e, family, name) KILN_OP_##e,
+#define X(e, family, name, wmask) KILN_OP_##e,
     KILN_OP_NONE,
 #include "kiln/ops.def"
 #undef X
@@ -51,6 +51,8 @@ const char *kiln_dtype_name(kiln_dtype t);
 const char *kiln_op_name(kiln_op op);
 /* Family used by per-op overrides ("gemm", "conv", ...). */
 const char *kiln_op_family(kiln_op op);
+/* Bit i set: the op also updates src[i] in place (optimizer state). */
+unsigned kiln_op_written_srcs(kiln_op op);
 
 /* Describes a contiguous tensor with no storage yet. */
 kiln_status kiln_tensor_init(kiln_tensor *t, kiln_dtype dtype, int ndim, const int64_t *shape);

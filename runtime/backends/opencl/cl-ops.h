@@ -1,0 +1,50 @@
+/* Internal: opencl backend op implementations, one file per op family (cl-<family>.c,
+   kernels in kernels/<family>.cl). */
+#ifndef KILN_CL_OPS_H
+#define KILN_CL_OPS_H
+
+#include "../../ops-impl.h"
+#include "cl-impl.h"
+
+kiln_status kiln_cl_gemm(kiln_backend_t be, kiln_tensor *dst);
+/* conv */
+kiln_status kiln_cl_conv2d(kiln_backend_t be, kiln_tensor *dst);
+kiln_status kiln_cl_conv2d_bwd_data(kiln_backend_t be, kiln_tensor *dst);
+kiln_status kiln_cl_conv2d_bwd_filter(kiln_backend_t be, kiln_tensor *dst);
+kiln_status kiln_cl_bias_grad(kiln_backend_t be, kiln_tensor *dst);
+/* pool */
+kiln_status kiln_cl_pool2d(kiln_backend_t be, kiln_tensor *dst);
+kiln_status kiln_cl_pool2d_bwd(kiln_backend_t be, kiln_tensor *dst);
+kiln_status kiln_cl_lrn(kiln_backend_t be, kiln_tensor *dst);
+kiln_status kiln_cl_lrn_bwd(kiln_backend_t be, kiln_tensor *dst);
+kiln_status kiln_cl_copy(kiln_backend_t be, kiln_tensor *dst);
+kiln_status kiln_cl_concat(kiln_backend_t be, kiln_tensor *dst);
+/* eltwise */
+kiln_status kiln_cl_add(kiln_backend_t be, kiln_tensor *dst);
+kiln_status kiln_cl_mul(kiln_backend_t be, kiln_tensor *dst);
+kiln_status kiln_cl_bias_add(kiln_backend_t be, kiln_tensor *dst);
+kiln_status kiln_cl_axpby(kiln_backend_t be, kiln_tensor *dst);
+kiln_status kiln_cl_act(kiln_backend_t be, kiln_tensor *dst);
+kiln_status kiln_cl_act_bwd(kiln_backend_t be, kiln_tensor *dst);
+kiln_status kiln_cl_dropout(kiln_backend_t be, kiln_tensor *dst);
+kiln_status kiln_cl_dropout_bwd(kiln_backend_t be, kiln_tensor *dst);
+kiln_status kiln_cl_u8_to_f32(kiln_backend_t be, kiln_tensor *dst);
+kiln_status kiln_cl_sum_squares(kiln_backend_t be, kiln_tensor *dst);
+kiln_status kiln_cl_sgd_update(kiln_backend_t be, kiln_tensor *dst);
+kiln_status kiln_cl_adam_update(kiln_backend_t be, kiln_tensor *dst);
+/* norm */
+kiln_status kiln_cl_batchnorm_stats(kiln_backend_t be, kiln_tensor *dst);
+kiln_status kiln_cl_batchnorm(kiln_backend_t be, kiln_tensor *dst);
+kiln_status kiln_cl_batchnorm_bwd_params(kiln_backend_t be, kiln_tensor *dst);
+kiln_status kiln_cl_batchnorm_bwd(kiln_backend_t be, kiln_tensor *dst);
+kiln_status kiln_cl_softmax_xent(kiln_backend_t be, kiln_tensor *dst);
+kiln_status kiln_cl_softmax_xent_bwd(kiln_backend_t be, kiln_tensor *dst);
+kiln_status kiln_cl_accuracy(kiln_backend_t be, kiln_tensor *dst);
+
+/* clblast backend: the ops CLBlast has routines for (clblast-<family>.c). */
+kiln_status kiln_clblast_gemm(kiln_backend_t be, kiln_tensor *dst);
+kiln_status kiln_clblast_conv2d(kiln_backend_t be, kiln_tensor *dst);
+kiln_status kiln_clblast_conv2d_bwd_data(kiln_backend_t be, kiln_tensor *dst);
+kiln_status kiln_clblast_conv2d_bwd_filter(kiln_backend_t be, kiln_tensor *dst);
+
+#endif

@@ -1,0 +1,222 @@
+/* The auto backend: the first time an op sees a shape on a device, each eligible
+   implementation (kiln's own kernels, CLBlast) is timed on a scratch destination and the
+   fastest is kept, in memory and on disk (cache dir "tuning", one file per device and
+   driver), so later calls and later processes pay nothing. Within noise the simpler
+   implementation (kiln's own) wins. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ops-impl.h"
+
+#define NOISE 1.05 /* a candidate must be 5% faster to displace kiln's own */
+
+struct kiln_tune_entry {
+    uint64_t key;
+    int choice; /* index into the op's candidates */
+};
+
+struct kiln_tuner {
+    kiln_op_fn cand[KILN_OP_COUNT][KILN_TUNE_MAX];
+    const char *cand_name[KILN_OP_COUNT][KILN_TUNE_MAX];
+    int ncand[KILN_OP_COUNT];
+    struct kiln_tune_entry *table; /* open addressing, key 0 = empty */
+    size_t cap, used;
+    char path[4400]; /* persisted choices; empty when the cache is off */
+};
+
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+}
+
+static uint64_t shape_key(const kiln_tensor *dst) {
+    uint64_t h = kiln_hash64(KILN_HASH_INIT, &dst->op, sizeof dst->op);
+    const kiln_tensor *ts[KILN_MAX_SRC + 1] = {dst};
+    for (int i = 0; i < KILN_MAX_SRC; i++) ts[i + 1] = dst->src[i];
+    for (int i = 0; i <= KILN_MAX_SRC; i++) {
+        const kiln_tensor *t = ts[i];
+        int present = t != NULL;
+        h = kiln_hash64(h, &present, sizeof present);
+        if (!t) continue;
+        h = kiln_hash64(h, &t->dtype, sizeof t->dtype);
+        h = kiln_hash64(h, &t->ndim, sizeof t->ndim);
+        h = kiln_hash64(h, t->shape, sizeof(int64_t) * (size_t)t->ndim);
+        h = kiln_hash64(h, t->stride, sizeof(int64_t) * (size_t)t->ndim);
+    }
+    h = kiln_hash64(h, dst->op_params, sizeof dst->op_params);
+    return h ? h : 1;
+}
+
+static struct kiln_tune_entry *find(struct kiln_tuner *t, uint64_t key) {
+    if (!t->cap) return NULL;
+    for (size_t i = key % t->cap;; i = (i + 1) % t->cap) {
+        if (t->table[i].key == key) return &t->table[i];
+        if (!t->table[i].key) return NULL;
+    }
+}
+
+static int insert(struct kiln_tuner *t, uint64_t key, int choice) {
+    if ((t->used + 1) * 2 > t->cap) {
+        size_t cap = t->cap ? t->cap * 2 : 256;
+        struct kiln_tune_entry *old = t->table, *grown = calloc(cap, sizeof *grown);
+        if (!grown) return 0;
+        size_t old_cap = t->cap;
+        t->table = grown;
+        t->cap = cap;
+        t->used = 0;
+        for (size_t i = 0; i < old_cap; i++)
+            if (old[i].key) insert(t, old[i].key, old[i].choice);
+        free(old);
+    }
+    size_t i = key % t->cap;
+    while (t->table[i].key && t->table[i].key != key) i = (i + 1) % t->cap;
+    if (!t->table[i].key) t->used++;
+    t->table[i].key = key;
+    t->table[i].choice = choice;
+    return 1;
+}
+
+/* The file holds "op key implementation" lines; unknown or malformed lines are ignored (a
+   stale or damaged file only costs a re-measurement). */
+static void load(kiln_backend_t be, struct kiln_tuner *t) {
+    FILE *f = fopen(t->path, "r");
+    if (!f) return;
+    char op[64], impl[32];
+    uint64_t key;
+    while (fscanf(f, "%63s %" SCNx64 " %31s", op, &key, impl) == 3) {
+        for (int o = 1; o < KILN_OP_COUNT; o++) {
+            if (strcmp(kiln_op_name((kiln_op)o), op)) continue;
+            for (int c = 0; c < t->ncand[o]; c++)
+                if (!strcmp(t->cand_name[o][c], impl) && key) {
+                    insert(t, key, c);
+                    be->tune_loaded++;
+                }
+        }
+    }
+    fclose(f);
+}
+
+static void store(struct kiln_tuner *t, kiln_backend_t be) {
+    if (!t->path[0]) return;
+    size_t cap = t->used * 96 + 64, len = 0;
+    char *buf = malloc(cap);
+    if (!buf) return;
+    for (size_t i = 0; i < t->cap; i++) {
+        if (!t->table[i].key) continue;
+        /* The op is recovered from the candidates table; keys are unique per op. */
+        for (int o = 1; o < KILN_OP_COUNT; o++)
+            if (t->ncand[o] && (t->table[i].key & 0xff) == (uint64_t)o) {
+                len += (size_t)snprintf(buf + len, cap - len, "%s %016" PRIx64 " %s\n",
+                                        kiln_op_name((kiln_op)o), t->table[i].key,
+                                        t->cand_name[o][t->table[i].choice]);
+                break;
+            }
+    }
+    if (kiln_write_file_atomic(t->path, buf, len) != KILN_OK)
+        kiln_log(KILN_LOG_WARN, "cannot store tuning results for %s: %s", be->device.name,
+                 kiln_last_error());
+    free(buf);
+}
+
+kiln_status kiln_tuner_init(kiln_backend_t be) {
+    struct kiln_tuner *t = calloc(1, sizeof *t);
+    if (!t) return kiln_error(KILN_OUT_OF_MEMORY, "tuner: out of host memory");
+    be->tuner = t;
+    return KILN_OK;
+}
+
+void kiln_tuner_add(kiln_backend_t be, kiln_op op, kiln_op_fn fn, const char *name) {
+    struct kiln_tuner *t = be->tuner;
+    if (t && t->ncand[op] < KILN_TUNE_MAX) {
+        t->cand[op][t->ncand[op]] = fn;
+        t->cand_name[op][t->ncand[op]++] = name;
+    }
+}
+
+void kiln_tuner_ready(kiln_backend_t be) {
+    struct kiln_tuner *t = be->tuner;
+    char dir[4096];
+    int enabled;
+    kiln_cache_dir("tuning", dir, sizeof dir, &enabled);
+    if (!enabled) return;
+    const kiln_device_info *d = &be->device;
+    uint64_t h = kiln_hash64(KILN_HASH_INIT, d->name, strlen(d->name));
+    h = kiln_hash64(h, d->driver_version, strlen(d->driver_version));
+    h = kiln_hash64(h, d->platform, strlen(d->platform));
+    h = kiln_hash64(h, d->platform_version, strlen(d->platform_version));
+    snprintf(t->path, sizeof t->path, "%s/%016" PRIx64 ".txt", dir, h);
+    load(be, t);
+}
+
+void kiln_tuner_free(kiln_backend_t be) {
+    struct kiln_tuner *t = be->tuner;
+    if (!t) return;
+    free(t->table);
+    free(t);
+    be->tuner = NULL;
+}
+
+/* Times fn on a scratch destination whose initial contents equal dst's (ops like GEMM with
+   beta != 0 read it). Returns the median of 3 runs after a warm-up, or -1 on failure. */
+static double measure(kiln_backend_t be, kiln_op_fn fn, kiln_tensor *dst, kiln_tensor *scratch,
+                      double give_up_ms) {
+    size_t ext = kiln_tensor_extent(dst);
+    double times[3];
+    for (int r = -1; r < 3; r++) {
+        if (ext &&
+            be->iface->copy(be, scratch->buffer->handle, 0, dst->buffer->handle, dst->offset, ext))
+            return -1;
+        if (kiln_backend_synchronize(be)) return -1;
+        double t0 = now_ms();
+        if (fn(be, scratch) || kiln_backend_synchronize(be)) {
+            kiln_clear_error();
+            return -1;
+        }
+        double ms = now_ms() - t0;
+        if (r < 0 && give_up_ms > 0 && ms > give_up_ms) return ms; /* clearly slower */
+        if (r >= 0) times[r] = ms;
+    }
+    double a = times[0], b = times[1], c = times[2];
+    return a > b ? (b > c ? b : (a > c ? c : a)) : (a > c ? a : (b > c ? c : b));
+}
+
+kiln_status kiln_auto_dispatch(kiln_backend_t be, kiln_tensor *dst) {
+    struct kiln_tuner *t = be->tuner;
+    kiln_op op = dst->op;
+    /* The op index rides in the low byte so the file can name the op of each key. */
+    uint64_t key = (shape_key(dst) & ~(uint64_t)0xff) | (uint64_t)op;
+    struct kiln_tune_entry *e = find(t, key);
+    if (e) return t->cand[op][e->choice](be, dst);
+
+    kiln_tensor scratch = *dst;
+    size_t ext = kiln_tensor_extent(dst);
+    kiln_status st = kiln_buffer_alloc(be, ext ? ext : 4, &scratch.buffer);
+    if (st) return st;
+    scratch.offset = 0;
+    double best_ms = -1, ms[KILN_TUNE_MAX];
+    int best = 0;
+    for (int c = 0; c < t->ncand[op]; c++) {
+        ms[c] = measure(be, t->cand[op][c], dst, &scratch, best_ms > 0 ? 5 * best_ms : 0);
+        if (ms[c] < 0) continue;
+        /* Candidate 0 is kiln's own; another must beat the best by more than noise. */
+        if (best_ms < 0 || ms[c] * NOISE < best_ms) {
+            best_ms = ms[c];
+            best = c;
+        }
+    }
+    kiln_buffer_free(scratch.buffer);
+    if (best_ms < 0)
+        return kiln_error(KILN_INTERNAL, "auto: no implementation of %s ran", kiln_op_name(op));
+    char shape[96];
+    kiln_tensor_describe(dst, shape, sizeof shape);
+    kiln_log(KILN_LOG_INFO, "auto: %s -> %s %s (%.3f ms; %s %.3f ms)", kiln_op_name(op), shape,
+             t->cand_name[op][best], best_ms, t->cand_name[op][!best],
+             t->ncand[op] > 1 ? ms[!best] : 0.0);
+    be->tune_measured++;
+    if (insert(t, key, best)) store(t, be);
+    return t->cand[op][best](be, dst);
+}
