@@ -9,21 +9,8 @@
 #include <unistd.h>
 
 #include "backends/opencl/cl-impl.h"
+#include "check.h"
 #include "kiln/kiln.h"
-
-static int passed, failed;
-
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (cond) {                                                                                \
-            passed++;                                                                              \
-        } else {                                                                                   \
-            failed++;                                                                              \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                            \
-            printf(__VA_ARGS__);                                                                   \
-            printf(" [last error: %s]\n", kiln_last_error());                                      \
-        }                                                                                          \
-    } while (0)
 
 static int has(const char *hay, const char *needle) {
     return strstr(hay, needle) != NULL;
@@ -102,10 +89,8 @@ static void test_specs(int ndev) {
     st = kiln_select("opencl", sub, &sel);
     CHECK(st == KILN_OK && sel.device_index >= 0, "device by name substring '%s'", sub);
     st = kiln_select("auto", "0", &sel);
-    CHECK(st == KILN_OK &&
-              !strcmp(sel.base, devs[0].type == KILN_DEVICE_CPU ? "opencl" : "clblast") &&
-              has(sel.why, "auto"),
-          "auto rule by device type (got %s)", sel.base);
+    CHECK(st == KILN_OK && !strcmp(sel.base, "opencl") && has(sel.why, "auto"),
+          "auto resolves to kiln's kernels plus measured choices (got %s)", sel.base);
     free(devs);
 }
 
@@ -282,6 +267,43 @@ static void test_program_cache(void) {
     if (system(cmd)) printf("could not remove %s\n", dir);
 }
 
+/* auto: the first GEMM of a shape is measured, the choice is reused in this process and
+   loaded (not measured again) by the next one; per-op overrides still win. */
+static void test_auto(void) {
+    char dir[] = "/tmp/kiln-test-tune-XXXXXX";
+    if (!mkdtemp(dir)) return;
+    setenv("KILN_CACHE_DIR", dir, 1);
+    kiln_backend_stats s;
+    for (int round = 0; round < 2; round++) {
+        kiln_backend_t be;
+        if (kiln_backend_init("auto", "0", &be)) {
+            CHECK(0, "auto backend");
+            break;
+        }
+        const char *prov = kiln_backend_op_provider(be, KILN_OP_GEMM);
+        CHECK(prov && !strcmp(prov, "auto"), "gemm is measured under auto (got %s)", prov);
+        check_gemm_on(be, "auto");
+        check_gemm_on(be, "auto, same shape again");
+        kiln_backend_get_stats(be, &s);
+        if (round == 0)
+            CHECK(s.tune_measured == 1, "one shape measured once (measured %d)", s.tune_measured);
+        else
+            CHECK(s.tune_measured == 0 && s.tune_loaded >= 1,
+                  "second process reuses the choice (measured %d, loaded %d)", s.tune_measured,
+                  s.tune_loaded);
+        kiln_backend_free(be);
+    }
+    kiln_backend_t be;
+    if (!kiln_backend_init("auto,gemm=opencl", "0", &be)) {
+        CHECK(!strcmp(kiln_backend_op_provider(be, KILN_OP_GEMM), "opencl"), "override beats auto");
+        kiln_backend_free(be);
+    }
+    unsetenv("KILN_CACHE_DIR");
+    char cmd[4300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd)) printf("could not remove %s\n", dir);
+}
+
 static void test_build_failure(void) {
     kiln_backend_t be;
     if (kiln_backend_init("opencl", "0", &be)) return;
@@ -351,6 +373,25 @@ static void test_fallback_chain(void) {
     }
 }
 
+/* Every allocation of a GEMM run failing in turn: each failure is reported, none crashes,
+   and the run after it works. */
+static void test_alloc_faults(kiln_backend_t be, const char *what) {
+    for (int n = 1; n <= 3; n++) {
+        kiln_fault_alloc_after(n);
+        kiln_tensor t[3];
+        memset(t, 0, sizeof t);
+        int64_t s[2] = {4, 4};
+        kiln_status st = KILN_OK;
+        for (int i = 0; i < 3 && !st; i++) st = kiln_tensor_alloc(&t[i], be, KILN_F32, 2, s);
+        CHECK(st == KILN_OUT_OF_MEMORY && has(kiln_last_error(), "KILN_FAULT_ALLOC") &&
+                  has(kiln_last_error(), "64 bytes requested"),
+              "%s: injected failure of allocation %d is reported", what, n);
+        for (int i = 0; i < 3; i++) kiln_tensor_release(&t[i]);
+        kiln_fault_alloc_after(0);
+    }
+    check_gemm_on(be, what);
+}
+
 int main(void) {
     kiln_device_info *devs = NULL;
     int ndev = 0;
@@ -362,20 +403,22 @@ int main(void) {
     if (kiln_backend_init("cpu", NULL, &cpu) == KILN_OK) {
         check_gemm_on(cpu, "cpu");
         test_tensors(cpu);
+        test_alloc_faults(cpu, "cpu");
         kiln_backend_free(cpu);
     }
     if (ndev) {
         kiln_backend_t be;
         if (kiln_backend_init("opencl", "0", &be) == KILN_OK) {
             test_tensors(be);
+            test_alloc_faults(be, "opencl");
             kiln_backend_free(be);
         }
         test_fallback_chain();
         test_program_cache();
+        test_auto();
         test_build_failure();
     } else {
         printf("no OpenCL device: device tests skipped\n");
     }
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    return check_done();
 }
