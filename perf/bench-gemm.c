@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "bench-util.h"
-#include "cli.h"
+#include "bench.h"
 #include "kiln/kiln.h"
 
 extern char **environ;
@@ -28,6 +28,7 @@ typedef struct {
     int reps;
     double max_err;
     double first_done; /* kiln_now_ms() when the first (warm-up) result was ready */
+    double of_peak;    /* fraction of the device's measured peak (0: not comparable) */
 } gemm_row;
 
 static const gemm_shape default_shapes[] = {
@@ -154,7 +155,7 @@ static int run_probe(const char *self, const char *cache_dir, double *child_ms, 
            sscanf(buf, "cache-probe ms=%lf compiled=%d loaded=%d", child_ms, compiled, loaded) == 3;
 }
 
-static int cache_probe(void) {
+int kiln_bench_cache_probe(void) {
     double t0 = kiln_now_ms();
     kiln_backend_t be;
     if (kiln_backend_init(NULL, NULL, &be)) {
@@ -189,7 +190,7 @@ static void usage(FILE *f) {
                "The OpenCL device is KILN_DEVICE's choice (kiln devices).\n");
 }
 
-static int bench_gemm(int argc, char **argv, const char *self) {
+int kiln_bench_gemm(int argc, char **argv, const char *self) {
     gemm_shape *shapes = NULL;
     int nshapes = 0;
     const char *json = NULL, *backends = "cpu,opencl,clblast";
@@ -259,12 +260,19 @@ static int bench_gemm(int argc, char **argv, const char *self) {
     const kiln_device_info *dev = bes[1]   ? kiln_backend_device(bes[1])
                                   : bes[2] ? kiln_backend_device(bes[2])
                                            : NULL;
-    printf("kiln bench gemm: %d backends; OpenCL device: %s\n", nb, dev ? dev->name : "none");
+    /* The device's measured peak; on a CPU device it is also the host's (same cores). */
+    double peak = 0;
+    kiln_backend_t peak_be = bes[1] ? bes[1] : bes[2];
+    if (peak_be && kiln_bench_peak(peak_be, &peak))
+        fprintf(stderr, "kiln bench gemm: peak probe failed: %s\n", kiln_last_error());
+    printf("kiln bench gemm: %d backends; OpenCL device: %s", nb, dev ? dev->name : "none");
+    if (peak > 0) printf(" (measured peak %.0f GFLOP/s)", peak);
+    printf("\n");
     printf("median of >= 5 runs (at least %ld ms per case) after one warm-up; ratio = GFLOP/s / "
            "OpenBLAS GFLOP/s in this run\n\n",
            min_ms);
-    printf("%-18s %-8s %10s %10s %8s %10s\n", "shape (MxNxK)", "backend", "ms", "GFLOP/s", "ratio",
-           "max err");
+    printf("%-18s %-8s %10s %10s %8s %8s %10s\n", "shape (MxNxK)", "backend", "ms", "GFLOP/s",
+           "ratio", "of peak", "max err");
 
     gemm_row *rows = calloc((size_t)nshapes * 3, sizeof *rows);
     int nrows = 0, failed = 0;
@@ -310,8 +318,11 @@ static int bench_gemm(int argc, char **argv, const char *self) {
                 }
                 char shape[32];
                 snprintf(shape, sizeof shape, "%ldx%ldx%ld", s.m, s.n, s.k);
-                printf("%-18s %-8s %10.3f %10.1f %8.3f %10.2e%s\n", shape, r->backend, r->ms,
-                       r->gflops, r->ratio, err, err > 1e-4 ? "  MISMATCH" : "");
+                /* The host's cores are the device's only when the device is a CPU. */
+                r->of_peak =
+                    peak > 0 && (bi || dev->type == KILN_DEVICE_CPU) ? r->gflops / peak : 0;
+                printf("%-18s %-8s %10.3f %10.1f %8.3f %8.3f %10.2e%s\n", shape, r->backend, r->ms,
+                       r->gflops, r->ratio, r->of_peak, err, err > 1e-4 ? "  MISMATCH" : "");
                 if (err > 1e-4) failed = 1;
                 fflush(stdout);
                 nrows++;
@@ -389,9 +400,12 @@ static int bench_gemm(int argc, char **argv, const char *self) {
                 fprintf(f,
                         ", \"shape\": \"%s\", \"m\": %ld, \"n\": %ld, \"k\": %ld, \"ms\": %.4f, "
                         "\"ms_min\": %.4f, \"ms_max\": %.4f, \"reps\": %d, \"gflops\": %.2f, "
-                        "\"ratio_to_openblas\": %.4f, \"max_err\": %.3e}%s\n",
+                        "\"ratio_to_openblas\": %.4f, \"fraction_of_peak\": %.4f, \"peak_gflops\": "
+                        "%.1f, "
+                        "\"max_err\": %.3e}%s\n",
                         shape, r->s.m, r->s.n, r->s.k, r->ms, r->ms_min, r->ms_max, r->reps,
-                        r->gflops, r->ratio, r->max_err, i + 1 < nrows || probed ? "," : "");
+                        r->gflops, r->ratio, r->of_peak, peak, r->max_err,
+                        i + 1 < nrows || probed ? "," : "");
             }
             if (probed)
                 for (int p = 0; p < 2; p++)
@@ -411,21 +425,4 @@ static int bench_gemm(int argc, char **argv, const char *self) {
     free(rows);
     free(shapes);
     return failed ? 1 : 0;
-}
-
-int kiln_cmd_bench(int argc, char **argv, const char *self) {
-    if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
-        printf("usage: kiln bench gemm [options]   (kiln bench gemm --help)\n");
-        return argc < 2 ? 2 : 0;
-    }
-    char exe[4096];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n > 0) {
-        exe[n] = '\0';
-        self = exe;
-    }
-    if (!strcmp(argv[1], "gemm")) return bench_gemm(argc - 1, argv + 1, self);
-    if (!strcmp(argv[1], "cache-probe")) return cache_probe();
-    fprintf(stderr, "kiln bench: unknown benchmark '%s' (available: gemm)\n", argv[1]);
-    return 2;
 }
