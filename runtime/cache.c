@@ -52,41 +52,79 @@ void kiln_cache_dir(const char *sub, char *out, size_t n, int *enabled) {
     *enabled = 1;
 }
 
-kiln_status kiln_write_file_atomic(const char *path, const void *data, size_t n) {
+struct kiln_atomic_file {
+    int fd;
+    char path[4096];
     char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) return kiln_error(KILN_IO, "%s: cannot create: %s", tmp, strerror(errno));
+};
+
+kiln_status kiln_atomic_open(const char *path, kiln_atomic_file **out) {
+    *out = NULL;
+    kiln_atomic_file *af = calloc(1, sizeof *af);
+    if (!af) return kiln_error(KILN_OUT_OF_MEMORY, "%s: out of host memory", path);
+    snprintf(af->path, sizeof af->path, "%s", path);
+    snprintf(af->tmp, sizeof af->tmp, "%s.tmp.%ld", path, (long)getpid());
+    af->fd = open(af->tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (af->fd < 0) {
+        kiln_status st = kiln_error(KILN_IO, "%s: cannot create: %s", af->tmp, strerror(errno));
+        free(af);
+        return st;
+    }
+    *out = af;
+    return KILN_OK;
+}
+
+kiln_status kiln_atomic_write(kiln_atomic_file *af, const void *data, size_t n) {
     const char *p = data;
-    size_t left = n;
-    while (left) {
-        ssize_t w = write(fd, p, left);
+    while (n) {
+        ssize_t w = write(af->fd, p, n);
         if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) {
-            int e = errno;
-            close(fd);
-            unlink(tmp);
-            return kiln_error(KILN_IO, "%s: write failed: %s", tmp, strerror(e));
-        }
+        if (w <= 0) return kiln_error(KILN_IO, "%s: write failed: %s", af->tmp, strerror(errno));
         p += w;
-        left -= (size_t)w;
+        n -= (size_t)w;
     }
-    if (fsync(fd) || close(fd)) {
-        int e = errno;
-        unlink(tmp);
-        return kiln_error(KILN_IO, "%s: fsync failed: %s", tmp, strerror(e));
+    return KILN_OK;
+}
+
+void kiln_atomic_abort(kiln_atomic_file *af) {
+    if (!af) return;
+    close(af->fd);
+    unlink(af->tmp);
+    free(af);
+}
+
+kiln_status kiln_atomic_commit(kiln_atomic_file *af) {
+    kiln_status st = KILN_OK;
+    if (fsync(af->fd)) st = kiln_error(KILN_IO, "%s: fsync failed: %s", af->tmp, strerror(errno));
+    if (close(af->fd) && !st)
+        st = kiln_error(KILN_IO, "%s: close failed: %s", af->tmp, strerror(errno));
+    af->fd = -1;
+    if (!st && rename(af->tmp, af->path))
+        st = kiln_error(KILN_IO, "%s: rename failed: %s", af->path, strerror(errno));
+    if (st) {
+        unlink(af->tmp);
+        free(af);
+        return st;
     }
-    if (rename(tmp, path)) {
-        int e = errno;
-        unlink(tmp);
-        return kiln_error(KILN_IO, "%s: rename failed: %s", path, strerror(e));
-    }
-    char dir[4200];
-    snprintf(dir, sizeof dir, "%s", path);
+    /* The rename is durable only once the directory entry is. */
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", af->path);
     int dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY);
     if (dfd >= 0) {
         fsync(dfd);
         close(dfd);
     }
+    free(af);
     return KILN_OK;
+}
+
+kiln_status kiln_write_file_atomic(const char *path, const void *data, size_t n) {
+    kiln_atomic_file *af;
+    kiln_status st = kiln_atomic_open(path, &af);
+    if (st) return st;
+    if ((st = kiln_atomic_write(af, data, n))) {
+        kiln_atomic_abort(af);
+        return st;
+    }
+    return kiln_atomic_commit(af);
 }
