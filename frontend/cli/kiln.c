@@ -11,7 +11,9 @@ static void usage(FILE *f) {
                "commands:\n"
                "  devices              list OpenCL platforms and devices, and what the\n"
                "                       environment (KILN_BACKEND, KILN_DEVICE) selects, and why\n"
-               "  bench gemm [opts]    time GEMM on every backend (kiln bench gemm --help)\n"
+               "  bench gemm|conv      time GEMM / convolutions on every backend (--help)\n"
+               "  data bench|preview|pack|info|gen  the data pipeline (kiln data --help)\n"
+               "  summary --model M    the model's layers, shapes, parameters and FLOPs\n"
                "  version              print the version\n"
                "\n"
                "environment: KILN_BACKEND=cpu|opencl|clblast|auto[,OP=BACKEND...]\n"
@@ -39,6 +41,8 @@ int main(int argc, char **argv) {
     }
     if (!strcmp(cmd, "devices")) return kiln_cmd_devices(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench")) return kiln_cmd_bench(argc - 1, argv + 1, argv[0]);
+    if (!strcmp(cmd, "data")) return kiln_cmd_data(argc - 1, argv + 1);
+    if (!strcmp(cmd, "summary")) return kiln_cmd_summary(argc - 1, argv + 1);
     fprintf(stderr, "kiln: unknown command '%s'\n\n", cmd);
     usage(stderr);
     return 2;

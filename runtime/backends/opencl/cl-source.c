@@ -6,13 +6,13 @@
 
 #include "cl-impl.h"
 
-struct kiln_embedded_kernel {
+struct kiln_embedded_file {
     const char *file;
     const unsigned char *data;
     size_t len;
 };
-extern const struct kiln_embedded_kernel kiln_embedded_kernels[];
-extern const size_t kiln_embedded_kernel_count;
+extern const struct kiln_embedded_file kiln_embedded_kernels[];
+extern const size_t kiln_embedded_kernels_count;
 
 kiln_status kiln_kernel_source(const char *file, char **text, size_t *len) {
 #ifdef KILN_KERNEL_SOURCE_DIR
@@ -37,7 +37,7 @@ kiln_status kiln_kernel_source(const char *file, char **text, size_t *len) {
     *len = (size_t)n;
     return KILN_OK;
 #else
-    for (size_t i = 0; i < kiln_embedded_kernel_count; i++)
+    for (size_t i = 0; i < kiln_embedded_kernels_count; i++)
         if (!strcmp(kiln_embedded_kernels[i].file, file)) {
             char *buf = malloc(kiln_embedded_kernels[i].len + 1);
             if (!buf) return kiln_error(KILN_OUT_OF_MEMORY, "kernel %s: out of host memory", file);
