@@ -163,7 +163,7 @@ void kiln_case_node(tctx *x, kiln_op op, const void *params, size_t size, unsign
     for (int i = 0; i < KILN_MAX_SRC; i++)
         if (src_mask & (1u << i)) x->out.src[i] = &x->in[i];
     memset(x->out.op_params, 0, sizeof x->out.op_params);
-    memcpy(x->out.op_params, params, size);
+    if (size) memcpy(x->out.op_params, params, size);
 }
 
 /* ---- running ---- */
