@@ -7,5 +7,7 @@ int kiln_cmd_devices(int argc, char **argv);
 int kiln_cmd_bench(int argc, char **argv, const char *self);
 int kiln_cmd_data(int argc, char **argv);
 int kiln_cmd_summary(int argc, char **argv);
+int kiln_cmd_train(int argc, char **argv);
+int kiln_cmd_eval(int argc, char **argv);
 
 #endif

@@ -14,6 +14,8 @@ static void usage(FILE *f) {
                "  bench gemm|conv      time GEMM / convolutions on every backend (--help)\n"
                "  data bench|preview|pack|info|gen  the data pipeline (kiln data --help)\n"
                "  summary --model M    the model's layers, shapes, parameters and FLOPs\n"
+               "  train --model M --data SRC   train a model (kiln train --help)\n"
+               "  eval --model M --data SRC --checkpoint F   accuracy of a checkpoint\n"
                "  version              print the version\n"
                "\n"
                "environment: KILN_BACKEND=cpu|opencl|clblast|auto[,OP=BACKEND...]\n"
@@ -43,6 +45,8 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "bench")) return kiln_cmd_bench(argc - 1, argv + 1, argv[0]);
     if (!strcmp(cmd, "data")) return kiln_cmd_data(argc - 1, argv + 1);
     if (!strcmp(cmd, "summary")) return kiln_cmd_summary(argc - 1, argv + 1);
+    if (!strcmp(cmd, "train")) return kiln_cmd_train(argc - 1, argv + 1);
+    if (!strcmp(cmd, "eval")) return kiln_cmd_eval(argc - 1, argv + 1);
     fprintf(stderr, "kiln: unknown command '%s'\n\n", cmd);
     usage(stderr);
     return 2;

@@ -1,0 +1,158 @@
+/* The trainer: lowers a finalized model (kiln/model.h) into a training graph and an eval graph
+   over one backend, initializes the parameters, and runs fit / evaluate with an optimizer, a
+   learning-rate schedule, validation, checkpoints and the diagnostics that catch the silent
+   mistakes (input statistics of the first batch, loss stuck at chance level, NaN/Inf).
+
+   Lowering: conv2d -> CONV2D (+ bias), dense -> GEMM (weights [units, in], PyTorch's layout) +
+   BIAS_ADD, activations -> ACT, pooling -> POOL2D, lrn -> LRN, batchnorm -> BATCHNORM_STATS +
+   BATCHNORM while training (running statistics updated with AXPBY, unbiased variance) and
+   BATCHNORM over the running statistics at eval, dropout -> DROPOUT (identity at eval),
+   add/concat/flatten/reshape, the u8 NHWC input -> one U8_TO_F32 with the model's rescale /
+   normalize nodes folded into its per-channel scale and bias, and the loss SOFTMAX_XENT (label
+   smoothing) with top-1/top-5 ACCURACY. Pipeline nodes (random_flip, random_crop, center_crop...)
+   become the loader's augmentation spec (kiln/data.h) unless the options give one.
+
+   The eval graph has the same parameters in the same order, so both graphs' flat parameter
+   buffers have one layout: the trainer copies the training graph's flat buffer into the eval
+   graph's before evaluating. Batch-norm running statistics live in the eval graph (as inputs)
+   and the training step updates them there.
+
+   Checkpoints (safetensors, kiln/checkpoint.h) hold every parameter under "<node>.weight" /
+   "<node>.bias" (batch norm: "<node>.weight", "<node>.bias", "<node>.running_stats" [2, C] =
+   mean, variance), the optimizer state as flat tensors "optimizer.*", and metadata: format,
+   model, epoch, step, global_step, seed, optimizer, adam_t, classes, input. */
+#ifndef KILN_TRAIN_H
+#define KILN_TRAIN_H
+
+#include <signal.h>
+#include <stdint.h>
+
+#include "kiln/backend.h"
+#include "kiln/data.h"
+#include "kiln/model.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct kiln_trainer *kiln_trainer_t;
+
+typedef enum { KILN_OPTIM_SGD, KILN_OPTIM_ADAM, KILN_OPTIM_ADAMW } kiln_optim_kind;
+/* constant; step: lr * gamma every step_epochs epochs; cosine: down to 0 at the last step. A
+   linear warmup over warmup_steps comes first for any of them. */
+typedef enum { KILN_SCHED_CONSTANT, KILN_SCHED_STEP, KILN_SCHED_COSINE } kiln_sched_kind;
+typedef enum { KILN_NAN_STOP, KILN_NAN_SKIP } kiln_nan_policy;
+
+typedef enum {
+    KILN_PROGRESS_STEP,      /* after every training step */
+    KILN_PROGRESS_EPOCH_END, /* after the epoch's validation */
+    KILN_PROGRESS_MESSAGE    /* a diagnostic (message) */
+} kiln_progress_event;
+
+typedef struct kiln_train_progress {
+    kiln_progress_event event;
+    int epoch, epochs;   /* 1-based */
+    int64_t step, steps; /* steps done in this epoch, steps per epoch */
+    int64_t global_step; /* steps done since the start of training */
+    double loss, acc;    /* running means over this epoch's steps */
+    double lr;           /* of the latest step */
+    double img_per_s;    /* this epoch */
+    double data_wait;    /* fraction of this epoch's time spent waiting for data */
+    double eta_s;        /* rest of this epoch */
+    double epoch_s;      /* seconds in this epoch so far */
+    int has_val;         /* EPOCH_END: validation ran */
+    double val_loss, val_acc, val_top5;
+    const char *message; /* MESSAGE */
+} kiln_train_progress;
+
+typedef void (*kiln_progress_fn)(void *user, const kiln_train_progress *p);
+
+typedef struct kiln_train_options {
+    int batch;                 /* 64 */
+    int epochs;                /* 10 */
+    int64_t max_steps;         /* 0: none; stop (with a checkpoint) after this many steps */
+    kiln_optim_kind optimizer; /* sgd */
+    float lr;                  /* 0: 0.01 for sgd, 0.001 for adam/adamw */
+    float momentum;            /* sgd: 0.9 */
+    int nesterov;              /* sgd: 0 */
+    float weight_decay;        /* < 0: 5e-4 for sgd, 0 for adam, 0.01 for adamw. Applied to
+                                  weights only (not to biases or batch-norm parameters) */
+    float beta1, beta2, eps;   /* adam: 0.9, 0.999, 1e-8 */
+    kiln_sched_kind schedule;  /* constant */
+    int step_epochs;           /* step: 0 = a third of the epochs */
+    float step_gamma;          /* step: 0.1 */
+    int64_t warmup_steps;      /* 0 */
+    float label_smoothing;     /* 0 */
+    uint64_t seed;             /* parameters, dropout, shuffling and augmentation (1) */
+    int workers;               /* data workers, 0 = online cores */
+    const char *augment;       /* NULL: the model's pipeline nodes; "" or "none": none */
+    const char *out_dir;       /* NULL: no checkpoints or log; else last/best.safetensors and
+                                  log.csv, created if missing */
+    int64_t chance_steps;      /* the chance-level diagnostic looks after this many steps
+                                  (0: 200; < 0: never) */
+    kiln_nan_policy on_nan;    /* stop (default): no update, no checkpoint, fit returns */
+    const volatile sig_atomic_t *interrupt; /* optional: when it reads nonzero (a signal handler
+                                      sets it), fit finishes the step, writes last.safetensors at
+                                      the exact position and returns KILN_FIT_INTERRUPTED */
+    kiln_progress_fn progress;              /* NULL: messages go to kiln_log at warn level */
+    void *user;
+} kiln_train_options;
+
+void kiln_train_options_init(kiln_train_options *o);
+
+typedef enum {
+    KILN_FIT_DONE,       /* every epoch ran */
+    KILN_FIT_MAX_STEPS,  /* stopped at max_steps (a checkpoint holds the exact position) */
+    KILN_FIT_NAN,        /* stopped on a non-finite loss or gradient; no checkpoint written */
+    KILN_FIT_INTERRUPTED /* o->interrupt was set (a checkpoint holds the exact position) */
+} kiln_fit_stop;
+
+typedef struct kiln_fit_result {
+    kiln_fit_stop stop;
+    int epochs_done;
+    int64_t global_step;
+    double train_loss, train_acc; /* the last epoch's running means */
+    int has_val;
+    double val_loss, val_acc, val_top5, best_val_acc;
+    double img_per_s; /* over all training steps */
+    double seconds;
+} kiln_fit_result;
+
+typedef struct kiln_eval_result {
+    int64_t samples;
+    double loss, acc, top5;
+    double img_per_s;
+} kiln_eval_result;
+
+/* Finalizes `m` again for o->batch (keeping its input size and classes), lowers it and
+   allocates both graphs on `be`, and initializes the parameters from o->seed. The trainer
+   borrows m and be; both must outlive it. */
+kiln_status kiln_trainer_create(kiln_model_t m, kiln_backend_t be, const kiln_train_options *o,
+                                kiln_trainer_t *out);
+void kiln_trainer_free(kiln_trainer_t t);
+
+/* Trains from the current position (0, or what kiln_trainer_load restored) to o->epochs,
+   validating on `val` (NULL: none) after every epoch. Errors (data, device) return a status;
+   a NaN stop returns KILN_OK with r->stop = KILN_FIT_NAN. */
+kiln_status kiln_trainer_fit(kiln_trainer_t t, kiln_dataset_t train, kiln_dataset_t val,
+                             kiln_fit_result *r);
+/* Loss and top-1/top-5 accuracy over every sample of ds (no augmentation beyond the eval
+   transform, running batch-norm statistics, no dropout). */
+kiln_status kiln_trainer_evaluate(kiln_trainer_t t, kiln_dataset_t ds, kiln_eval_result *r);
+
+/* Writes parameters, running statistics, optimizer state and position, atomically. */
+kiln_status kiln_trainer_save(kiln_trainer_t t, const char *path);
+/* Restores a checkpoint written by kiln_trainer_save for the same model; with
+   weights_only the optimizer state and position are left alone (for eval). */
+kiln_status kiln_trainer_load(kiln_trainer_t t, const char *path, int weights_only);
+
+/* The augmentation spec the trainer uses for training and for evaluation (the eval transform:
+   deterministic resize/center crop only), "" when none. */
+const char *kiln_trainer_augment(kiln_trainer_t t, int training);
+/* Peak device memory of the two graphs (parameters, gradients, optimizer state, arenas). */
+size_t kiln_trainer_device_bytes(kiln_trainer_t t);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

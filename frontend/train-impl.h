@@ -1,0 +1,63 @@
+/* Internal: the trainer's state, shared by train-lower.c (model -> graphs, initialization,
+   augmentation specs) and train.c (optimizer, loops, checkpoints). */
+#ifndef KILN_TRAIN_IMPL_H
+#define KILN_TRAIN_IMPL_H
+
+#include "kiln/graph.h"
+#include "kiln/train.h"
+
+#define KT_NAME 96
+
+/* One trainable parameter: the same tensor in both graphs. */
+typedef struct kt_param {
+    char name[KT_NAME]; /* "conv1.weight" */
+    kiln_tensor *train, *eval;
+    int decay;        /* weight decay applies (weights, not biases or batch-norm params) */
+    const char *init; /* "he", "glorot", "lecun"; "zeros", "ones" */
+    int64_t fan_in, fan_out;
+    kiln_tensor velocity, m, v; /* optimizer state: views into the flat state buffers */
+} kt_param;
+
+/* A batch-norm layer: the training graph's batch statistics, the eval graph's running ones. */
+typedef struct kt_bn {
+    char name[KT_NAME];
+    kiln_tensor *batch_stats; /* training graph: [2, C] */
+    kiln_tensor *running;     /* eval graph input: [2, C] (mean, variance) */
+    float momentum;
+    int64_t m; /* values per channel in a batch, for the unbiased variance */
+} kt_bn;
+
+/* One lowered graph and its endpoints. */
+typedef struct kt_graph {
+    kiln_graph_t g;
+    kiln_tensor *images, *labels; /* inputs: u8 [N,H,W,C], i32 [N] */
+    kiln_tensor *loss, *top1, *top5;
+    kiln_tensor *first_in; /* what the first conv/dense reads (input statistics) */
+} kt_graph;
+
+struct kiln_trainer {
+    kiln_train_options o;
+    kiln_model_t model;
+    kiln_backend_t be;
+    int batch, classes, in_h, in_w, in_c;
+    kt_graph tg, eg;
+    kt_param *params;
+    int nparams;
+    kt_bn *bns;
+    int nbns;
+    kiln_tensor opt_a, opt_b; /* flat optimizer state (sgd: velocity; adam: m, v) */
+    kiln_tensor grad_sq;      /* [1]: sum of squared gradients of the latest step */
+    char *augment_train, *augment_eval;
+    /* position: the next step is (epoch, step) */
+    int64_t epoch, step, global_step, adam_t;
+    double best_val_acc;
+};
+
+/* Builds and allocates both graphs, fills t->params / t->bns. */
+kiln_status kt_lower(struct kiln_trainer *t);
+/* Deterministic initialization of every parameter from (seed, parameter index). */
+kiln_status kt_init_params(struct kiln_trainer *t);
+/* The training and eval specs from the model's pipeline nodes or a user spec. */
+kiln_status kt_augment_specs(struct kiln_trainer *t);
+
+#endif

@@ -1,0 +1,727 @@
+/* The trainer: optimizer steps over the lowered training graph, the learning-rate schedule,
+   evaluation on the eval graph, checkpoints, and the diagnostics (input statistics of the
+   first batch, loss stuck at chance level, non-finite loss or gradients). */
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "../runtime/backend-impl.h"
+#include "kiln/checkpoint.h"
+#include "model-impl.h"
+#include "train-impl.h"
+
+#define FORMAT       "kiln-train-1"
+#define CHANCE_AVG   50 /* losses averaged by the chance-level check */
+#define CHANCE_RATIO 0.9
+
+void kiln_train_options_init(kiln_train_options *o) {
+    memset(o, 0, sizeof *o);
+    o->batch = 64;
+    o->epochs = 10;
+    o->optimizer = KILN_OPTIM_SGD;
+    o->momentum = 0.9f;
+    o->weight_decay = -1;
+    o->beta1 = 0.9f;
+    o->beta2 = 0.999f;
+    o->eps = 1e-8f;
+    o->step_gamma = 0.1f;
+    o->seed = 1;
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void message(struct kiln_trainer *t, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+static void message(struct kiln_trainer *t, const char *fmt, ...) {
+    char buf[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    if (!t->o.progress) {
+        kiln_log(KILN_LOG_WARN, "%s", buf);
+        return;
+    }
+    kiln_train_progress p;
+    memset(&p, 0, sizeof p);
+    p.event = KILN_PROGRESS_MESSAGE;
+    p.message = buf;
+    t->o.progress(t->o.user, &p);
+}
+
+static kiln_status oom(void) {
+    return kiln_error(KILN_OUT_OF_MEMORY, "trainer: out of host memory");
+}
+
+/* Flat optimizer state with the parameter buffer's layout, zeroed, and each parameter's view. */
+static kiln_status alloc_state(struct kiln_trainer *t) {
+    kiln_tensor *flat = kiln_graph_params_flat(t->tg.g);
+    int64_t n = kiln_tensor_nelements(flat);
+    int two = t->o.optimizer != KILN_OPTIM_SGD;
+    float *zero = calloc((size_t)n, sizeof *zero);
+    if (!zero) return oom();
+    int64_t one = 1;
+    kiln_status st = kiln_tensor_alloc(&t->grad_sq, t->be, KILN_F32, 1, &one);
+    if (!st) st = kiln_tensor_alloc(&t->opt_a, t->be, KILN_F32, 1, &n);
+    if (!st) st = kiln_tensor_set(&t->opt_a, zero, (size_t)n * sizeof *zero);
+    if (!st && two) st = kiln_tensor_alloc(&t->opt_b, t->be, KILN_F32, 1, &n);
+    if (!st && two) st = kiln_tensor_set(&t->opt_b, zero, (size_t)n * sizeof *zero);
+    free(zero);
+    for (int k = 0; k < t->nparams && !st; k++) {
+        kt_param *p = &t->params[k];
+        size_t off = p->train->offset - flat->offset;
+        kiln_tensor *a = two ? &p->m : &p->velocity;
+        st = kiln_tensor_view(a, &t->opt_a, p->train->ndim, p->train->shape, NULL, off);
+        if (!st && two)
+            st = kiln_tensor_view(&p->v, &t->opt_b, p->train->ndim, p->train->shape, NULL, off);
+    }
+    return st;
+}
+
+kiln_status kiln_trainer_create(kiln_model_t m, kiln_backend_t be, const kiln_train_options *o,
+                                kiln_trainer_t *out) {
+    *out = NULL;
+    kiln_model_totals tot;
+    kiln_status st = kiln_model_get_totals(m, &tot);
+    if (st) return st;
+    if (o->batch < 1 || o->epochs < 0 || o->lr < 0 || !(o->label_smoothing >= 0) ||
+        o->label_smoothing >= 1)
+        return kiln_error(KILN_INVALID_ARGUMENT,
+                          "trainer: batch %d, epochs %d, lr %g, label smoothing %g out of range",
+                          o->batch, o->epochs, (double)o->lr, (double)o->label_smoothing);
+    kiln_model_config cfg = {tot.input_h, tot.input_w, tot.input_c, tot.classes, o->batch};
+    if ((st = kiln_model_finalize(m, &cfg))) return st;
+    struct kiln_trainer *t = calloc(1, sizeof *t);
+    if (!t) return oom();
+    t->o = *o;
+    int adam = o->optimizer != KILN_OPTIM_SGD;
+    if (t->o.lr == 0) t->o.lr = adam ? 1e-3f : 0.01f;
+    if (t->o.weight_decay < 0)
+        t->o.weight_decay = o->optimizer == KILN_OPTIM_ADAMW ? 0.01f : adam ? 0.0f : 5e-4f;
+    if (t->o.step_epochs <= 0) t->o.step_epochs = o->epochs >= 3 ? o->epochs / 3 : 1;
+    if (t->o.chance_steps == 0) t->o.chance_steps = 200;
+    t->model = m;
+    t->be = be;
+    t->batch = o->batch;
+    t->classes = tot.classes;
+    t->best_val_acc = -1;
+    if (!(st = kt_augment_specs(t)) && !(st = kt_lower(t)) && !(st = kt_init_params(t)))
+        st = alloc_state(t);
+    if (st) {
+        kiln_trainer_free(t);
+        return st;
+    }
+    *out = t;
+    return KILN_OK;
+}
+
+void kiln_trainer_free(kiln_trainer_t t) {
+    if (!t) return;
+    kiln_graph_free(t->tg.g);
+    kiln_graph_free(t->eg.g);
+    if (t->opt_a.buffer) kiln_tensor_release(&t->opt_a);
+    if (t->opt_b.buffer) kiln_tensor_release(&t->opt_b);
+    if (t->grad_sq.buffer) kiln_tensor_release(&t->grad_sq);
+    free(t->params);
+    free(t->bns);
+    free(t->augment_train);
+    free(t->augment_eval);
+    free(t);
+}
+
+const char *kiln_trainer_augment(kiln_trainer_t t, int training) {
+    return training ? t->augment_train : t->augment_eval;
+}
+
+size_t kiln_trainer_device_bytes(kiln_trainer_t t) {
+    kiln_graph_memory a, b;
+    kiln_graph_get_memory(t->tg.g, &a);
+    kiln_graph_get_memory(t->eg.g, &b);
+    size_t state =
+        kiln_tensor_extent(&t->opt_a) + (t->opt_b.buffer ? kiln_tensor_extent(&t->opt_b) : 0);
+    return a.params + a.grads + a.inputs + a.activations + b.params + b.inputs + b.activations +
+           state;
+}
+
+/* ---- learning rate ---- */
+
+static double lr_at(const struct kiln_trainer *t, int64_t step, int64_t steps_per_epoch) {
+    const kiln_train_options *o = &t->o;
+    double lr = o->lr;
+    /* Over the epochs, not max_steps: stopping early must not change the schedule, so a run
+       cut at max_steps and resumed equals an uninterrupted one. */
+    int64_t total = (int64_t)o->epochs * steps_per_epoch;
+    if (o->warmup_steps > 0 && step < o->warmup_steps)
+        return lr * (double)(step + 1) / (double)o->warmup_steps;
+    if (o->schedule == KILN_SCHED_STEP)
+        return lr * pow(o->step_gamma, (double)(step / steps_per_epoch / o->step_epochs));
+    if (o->schedule == KILN_SCHED_COSINE) {
+        double span = (double)(total - o->warmup_steps);
+        double f = span > 0 ? (double)(step - o->warmup_steps) / span : 1;
+        return 0.5 * lr * (1 + cos(M_PI * (f > 1 ? 1 : f)));
+    }
+    return lr;
+}
+
+/* ---- loaders ---- */
+
+/* A loader producing the model's input size: when the spec fixes no size and the images
+   differ (Fashion-MNIST into a 64x64 AlexNet), a resize to the model's size goes first. */
+static kiln_status make_loader(struct kiln_trainer *t, kiln_dataset_t ds, int training,
+                               kiln_loader_t *out) {
+    const char *spec = training ? t->augment_train : t->augment_eval;
+    char fixed[1300];
+    kiln_loader_options lo;
+    kiln_loader_options_init(&lo);
+    lo.dataset = ds;
+    lo.batch = t->batch;
+    lo.workers = t->o.workers;
+    lo.channels = t->in_c;
+    lo.seed = t->o.seed;
+    lo.shuffle = training;
+    lo.drop_last = training;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        lo.augment = spec;
+        kiln_status st = kiln_loader_create(&lo, out);
+        if (st) return st;
+        int h, w, c;
+        kiln_loader_output_shape(*out, &h, &w, &c);
+        if (h == t->in_h && w == t->in_w && c == t->in_c) return KILN_OK;
+        kiln_loader_free(*out);
+        *out = NULL;
+        kiln_augment_t a;
+        int fw = 0, fh = 0;
+        if (!kiln_augment_parse(spec, &a)) {
+            kiln_augment_output_size(a, &fw, &fh);
+            kiln_augment_free(a);
+        }
+        if (attempt || fw || fh)
+            return kiln_error(KILN_SHAPE,
+                              "trainer: the data pipeline produces %dx%dx%d images (augment '%s') "
+                              "but the model's input is %dx%dx%d: set the model's input size "
+                              "(--input) or add a resize to the augmentation",
+                              h, w, c, spec, t->in_h, t->in_w, t->in_c);
+        if (strlen(spec) > 1200)
+            return kiln_error(KILN_INVALID_ARGUMENT, "trainer: augmentation spec too long");
+        snprintf(fixed, sizeof fixed, "size:%dx%d%s%.1200s", t->in_w, t->in_h, *spec ? "," : "",
+                 spec);
+        spec = fixed;
+    }
+    return KILN_INTERNAL;
+}
+
+/* Uploads a batch, zero-padding a short one (its padding rows are not counted). */
+static kiln_status upload(kt_graph *kg, const kiln_batch *b, uint8_t *pad, int32_t *pad_labels) {
+    int64_t N = kg->labels->shape[0];
+    size_t per = (size_t)(kg->images->shape[1] * kg->images->shape[2] * kg->images->shape[3]);
+    const uint8_t *img = b->images;
+    const int32_t *lab = b->labels;
+    if (b->n < N) {
+        memcpy(pad, b->images, per * (size_t)b->n);
+        memset(pad + per * (size_t)b->n, 0, per * (size_t)(N - b->n));
+        memcpy(pad_labels, b->labels, sizeof(int32_t) * (size_t)b->n);
+        memset(pad_labels + b->n, 0, sizeof(int32_t) * (size_t)(N - b->n));
+        img = pad;
+        lab = pad_labels;
+    }
+    kiln_status st = kiln_tensor_set(kg->images, img, per * (size_t)N);
+    if (!st) st = kiln_tensor_set(kg->labels, lab, sizeof(int32_t) * (size_t)N);
+    return st;
+}
+
+static kiln_status read_sum(const kiln_tensor *t, float *host, int n, double *sum) {
+    kiln_status st = kiln_tensor_get(t, host, sizeof(float) * (size_t)t->shape[0]);
+    *sum = 0;
+    for (int i = 0; i < n; i++) *sum += host[i];
+    return st;
+}
+
+/* ---- evaluation ---- */
+
+kiln_status kiln_trainer_evaluate(kiln_trainer_t t, kiln_dataset_t ds, kiln_eval_result *r) {
+    memset(r, 0, sizeof *r);
+    kiln_status st =
+        kiln_tensor_copy(kiln_graph_params_flat(t->eg.g), kiln_graph_params_flat(t->tg.g));
+    if (st) return st;
+    kiln_loader_t ld;
+    if ((st = make_loader(t, ds, 0, &ld))) return st;
+    size_t per = (size_t)t->in_h * (size_t)t->in_w * (size_t)t->in_c;
+    uint8_t *pad = malloc(per * (size_t)t->batch);
+    int32_t *pl = malloc(sizeof *pl * (size_t)t->batch);
+    float *h = malloc(sizeof *h * (size_t)t->batch);
+    if (!pad || !pl || !h) st = oom();
+    double t0 = now_s(), loss = 0, top1 = 0, top5 = 0;
+    int64_t steps = kiln_loader_steps_per_epoch(ld);
+    for (int64_t s = 0; s < steps && !st; s++) {
+        kiln_batch b;
+        if ((st = kiln_loader_next(ld, &b))) break;
+        st = upload(&t->eg, &b, pad, pl);
+        if (!st) st = kiln_graph_forward(t->eg.g);
+        double l = 0, a1 = 0, a5 = 0;
+        if (!st) st = read_sum(t->eg.loss, h, b.n, &l);
+        if (!st) st = read_sum(t->eg.top1, h, b.n, &a1);
+        if (!st) st = read_sum(t->eg.top5, h, b.n, &a5);
+        loss += l, top1 += a1, top5 += a5;
+        r->samples += b.n;
+        kiln_loader_release(ld, &b);
+    }
+    kiln_loader_free(ld);
+    free(pad);
+    free(pl);
+    free(h);
+    if (st) return st;
+    double n = r->samples ? (double)r->samples : 1;
+    r->loss = loss / n;
+    r->acc = top1 / n;
+    r->top5 = top5 / n;
+    r->img_per_s = (double)r->samples / (now_s() - t0);
+    return KILN_OK;
+}
+
+/* ---- checkpoints ---- */
+
+/* Parameters, running statistics and (unless weights_only) the optimizer state. */
+static int ckpt_list(struct kiln_trainer *t, kiln_ckpt_tensor *list, int weights_only) {
+    int n = 0;
+    for (int k = 0; k < t->nparams; k++)
+        list[n++] = (kiln_ckpt_tensor){t->params[k].name, t->params[k].train};
+    for (int k = 0; k < t->nbns; k++)
+        list[n++] = (kiln_ckpt_tensor){t->bns[k].name, t->bns[k].running};
+    if (weights_only) return n;
+    int sgd = t->o.optimizer == KILN_OPTIM_SGD;
+    list[n++] = (kiln_ckpt_tensor){sgd ? "optimizer.velocity" : "optimizer.m", &t->opt_a};
+    if (!sgd) list[n++] = (kiln_ckpt_tensor){"optimizer.v", &t->opt_b};
+    return n;
+}
+
+static const char *optim_name(kiln_optim_kind k) {
+    return k == KILN_OPTIM_SGD ? "sgd" : k == KILN_OPTIM_ADAM ? "adam" : "adamw";
+}
+
+kiln_status kiln_trainer_save(kiln_trainer_t t, const char *path) {
+    kiln_ckpt_tensor *list = malloc(sizeof *list * (size_t)(t->nparams + t->nbns + 2));
+    if (!list) return oom();
+    int n = ckpt_list(t, list, 0);
+    char epoch[32], step[32], gstep[32], seed[32], adam_t[32], classes[16], input[64], best[32];
+    snprintf(epoch, sizeof epoch, "%lld", (long long)t->epoch);
+    snprintf(step, sizeof step, "%lld", (long long)t->step);
+    snprintf(gstep, sizeof gstep, "%lld", (long long)t->global_step);
+    snprintf(seed, sizeof seed, "%llu", (unsigned long long)t->o.seed);
+    snprintf(adam_t, sizeof adam_t, "%lld", (long long)t->adam_t);
+    snprintf(classes, sizeof classes, "%d", t->classes);
+    snprintf(input, sizeof input, "%dx%dx%d", t->in_h, t->in_w, t->in_c);
+    snprintf(best, sizeof best, "%.6f", t->best_val_acc);
+    const char *meta[] = {"format",
+                          FORMAT,
+                          "model",
+                          kiln_model_file(t->model),
+                          "epoch",
+                          epoch,
+                          "step",
+                          step,
+                          "global_step",
+                          gstep,
+                          "seed",
+                          seed,
+                          "optimizer",
+                          optim_name(t->o.optimizer),
+                          "adam_t",
+                          adam_t,
+                          "classes",
+                          classes,
+                          "input",
+                          input,
+                          "best_val_acc",
+                          best,
+                          NULL};
+    kiln_status st = kiln_checkpoint_save(path, list, n, meta);
+    free(list);
+    return st;
+}
+
+static kiln_status meta_int(const char *path, const char *key, int64_t *out) {
+    char *v = NULL;
+    kiln_status st = kiln_checkpoint_metadata(path, key, &v);
+    if (st) return st;
+    char *end = NULL;
+    errno = 0;
+    long long x = v ? strtoll(v, &end, 10) : 0;
+    int bad = !v || end == v || *end || errno;
+    free(v);
+    if (bad)
+        return kiln_error(KILN_CORRUPT, "checkpoint %s: metadata '%s' is missing or not a number",
+                          path, key);
+    *out = x;
+    return KILN_OK;
+}
+
+kiln_status kiln_trainer_load(kiln_trainer_t t, const char *path, int weights_only) {
+    char *fmt = NULL, *opt = NULL;
+    kiln_status st = kiln_checkpoint_metadata(path, "format", &fmt);
+    if (!st && (!fmt || strcmp(fmt, FORMAT)))
+        st = kiln_error(KILN_CORRUPT, "checkpoint %s: not a kiln training checkpoint (format %s)",
+                        path, fmt ? fmt : "missing");
+    if (!st && !weights_only) {
+        st = kiln_checkpoint_metadata(path, "optimizer", &opt);
+        if (!st && (!opt || strcmp(opt, optim_name(t->o.optimizer))))
+            st = kiln_error(KILN_INVALID_ARGUMENT,
+                            "checkpoint %s: written with optimizer %s, resuming with %s", path,
+                            opt ? opt : "?", optim_name(t->o.optimizer));
+    }
+    free(fmt);
+    free(opt);
+    if (st) return st;
+    kiln_ckpt_tensor *list = malloc(sizeof *list * (size_t)(t->nparams + t->nbns + 2));
+    if (!list) return oom();
+    int n = ckpt_list(t, list, weights_only);
+    st = kiln_checkpoint_load(path, list, n);
+    free(list);
+    if (st || weights_only) return st;
+    int64_t e, s, g, a;
+    if ((st = meta_int(path, "epoch", &e)) || (st = meta_int(path, "step", &s)) ||
+        (st = meta_int(path, "global_step", &g)) || (st = meta_int(path, "adam_t", &a)))
+        return st;
+    t->epoch = e, t->step = s, t->global_step = g, t->adam_t = a;
+    char *best = NULL;
+    if (!kiln_checkpoint_metadata(path, "best_val_acc", &best) && best)
+        t->best_val_acc = strtod(best, NULL);
+    free(best);
+    return KILN_OK;
+}
+
+/* ---- training ---- */
+
+/* running = (1 - m) running + m batch, the variance made unbiased (x M / (M - 1)). */
+static kiln_status update_running(struct kiln_trainer *t) {
+    kiln_status st = KILN_OK;
+    for (int k = 0; k < t->nbns && !st; k++) {
+        kt_bn *b = &t->bns[k];
+        int64_t C = b->running->shape[1], row[1] = {C};
+        for (int r = 0; r < 2 && !st; r++) {
+            kiln_tensor src, dst;
+            size_t off = (size_t)(r * C) * sizeof(float);
+            double unbias = r && b->m > 1 ? (double)b->m / (double)(b->m - 1) : 1.0;
+            st = kiln_tensor_view(&src, b->batch_stats, 1, row, NULL, off);
+            if (!st) st = kiln_tensor_view(&dst, b->running, 1, row, NULL, off);
+            if (!st)
+                st = kiln_axpby(t->be, (float)(b->momentum * unbias), &src, 1.0f - b->momentum,
+                                &dst);
+        }
+    }
+    return st;
+}
+
+static kiln_status apply_update(struct kiln_trainer *t, double lr) {
+    kiln_status st = KILN_OK;
+    const kiln_train_options *o = &t->o;
+    if (o->optimizer != KILN_OPTIM_SGD) t->adam_t++;
+    for (int k = 0; k < t->nparams && !st; k++) {
+        kt_param *p = &t->params[k];
+        kiln_tensor *g = kiln_graph_grad(t->tg.g, p->train);
+        float wd = p->decay ? o->weight_decay : 0.0f;
+        if (o->optimizer == KILN_OPTIM_SGD) {
+            kiln_sgd_params sp = {(float)lr, o->momentum, wd, 1.0f, o->nesterov};
+            st = kiln_sgd_update(t->be, &sp, p->train, g, &p->velocity);
+        } else {
+            kiln_adam_params ap = {
+                (float)lr, o->beta1, o->beta2,           o->eps,
+                wd,        1.0f,     (int32_t)t->adam_t, o->optimizer == KILN_OPTIM_ADAMW};
+            st = kiln_adam_update(t->be, &ap, p->train, g, &p->m, &p->v);
+        }
+    }
+    return st;
+}
+
+/* min / max / mean of what reached the first convolution or dense layer. */
+static void input_stats(struct kiln_trainer *t) {
+    kiln_tensor *x = t->tg.first_in;
+    if (!x) return;
+    size_t n = (size_t)kiln_tensor_nelements(x);
+    float *h = malloc(n * sizeof *h);
+    if (!h || kiln_tensor_get(x, h, n * sizeof *h)) {
+        free(h);
+        return;
+    }
+    double lo = h[0], hi = h[0], sum = 0;
+    for (size_t i = 0; i < n; i++) {
+        lo = h[i] < lo ? h[i] : lo;
+        hi = h[i] > hi ? h[i] : hi;
+        sum += h[i];
+    }
+    free(h);
+    char d[64];
+    kiln_tensor_describe(x, d, sizeof d);
+    message(t, "first batch: the first layer reads %s with min %.4g, max %.4g, mean %.4g%s", d, lo,
+            hi, sum / (double)n,
+            hi > 20
+                ? " -- integer-range values: is a rescale/normalize missing on the input's path?"
+                : "");
+}
+
+static void chance_diagnostic(struct kiln_trainer *t, double recent, int64_t steps) {
+    double chance = log((double)t->classes);
+    message(t,
+            "loss is still %.3f after %lld steps, about chance level ln(%d) = %.3f. Usual causes:\n"
+            "  - unnormalized input: raw 0-255 pixels reaching the first layer (see the first "
+            "batch's statistics; a rescale/normalize node whose output is never used)\n"
+            "  - learning rate too high (diverging to the uniform prediction) or too low\n"
+            "  - labels that do not match the images (wrong labels file, shuffled separately)\n"
+            "  - a dead branch: a layer whose output is unused, or ReLUs that all died (try He "
+            "init, a lower learning rate, batch norm)",
+            recent, (long long)steps, t->classes, chance);
+}
+
+static int finite_sum(const float *h, int n, double *sum) {
+    *sum = 0;
+    for (int i = 0; i < n; i++) *sum += h[i];
+    return isfinite(*sum);
+}
+
+static kiln_status mkdirs(const char *dir) {
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", dir);
+    for (char *p = buf + 1;; p++) {
+        char c = *p;
+        if (c != '/' && c) continue;
+        *p = '\0';
+        if (mkdir(buf, 0777) && errno != EEXIST)
+            return kiln_error(KILN_IO, "cannot create directory %s: %s", buf, strerror(errno));
+        if (!c) break;
+        *p = c;
+    }
+    return KILN_OK;
+}
+
+typedef struct fit_ctx {
+    struct kiln_trainer *t;
+    kiln_loader_t ld;
+    float *hbuf;
+    char last[4200], best[4200], csv[4200];
+    int64_t steps;
+    double recent[CHANCE_AVG];
+    int64_t fit_steps; /* steps done by this fit call */
+} fit_ctx;
+
+/* One step: forward, checks, running statistics, backward, update. *ok = 0 on a non-finite
+   loss or gradient (nothing is updated then). */
+static kiln_status train_step(fit_ctx *c, const kiln_batch *b, double lr, double *loss, double *acc,
+                              int *ok) {
+    struct kiln_trainer *t = c->t;
+    kt_graph *kg = &t->tg;
+    kiln_status st = upload(kg, b, NULL, NULL);
+    kiln_graph_set_step(kg->g, (uint64_t)t->global_step);
+    if (!st) st = kiln_graph_forward(kg->g);
+    if (!st) st = kiln_tensor_get(kg->loss, c->hbuf, sizeof(float) * (size_t)t->batch);
+    if (st) return st;
+    *ok = finite_sum(c->hbuf, t->batch, loss);
+    *loss /= t->batch;
+    if (!*ok) return KILN_OK;
+    if ((st = kiln_tensor_get(kg->top1, c->hbuf, sizeof(float) * (size_t)t->batch))) return st;
+    finite_sum(c->hbuf, t->batch, acc);
+    *acc /= t->batch;
+    if (c->fit_steps == 0) input_stats(t);
+    /* Before backward: the batch statistics come from a finite forward pass. */
+    if ((st = update_running(t))) return st;
+    if ((st = kiln_graph_backward_run(kg->g))) return st;
+    /* One reduction over all gradients: catches NaN/Inf anywhere before it reaches a weight. */
+    float g2 = 0;
+    st = kiln_sum_squares(t->be, kiln_graph_grads_flat(kg->g), &t->grad_sq);
+    if (!st) st = kiln_tensor_get(&t->grad_sq, &g2, sizeof g2);
+    if (st) return st;
+    if (!isfinite(g2)) {
+        *ok = 0;
+        return KILN_OK;
+    }
+    return apply_update(t, lr);
+}
+
+static void csv_row(fit_ctx *c, int64_t epoch, double lr, double loss, double acc,
+                    const kiln_eval_result *v, int has_val, double ips, double wait, double secs) {
+    if (!c->csv[0]) return;
+    struct stat sb;
+    int fresh = stat(c->csv, &sb) != 0;
+    FILE *f = fopen(c->csv, "a");
+    if (!f) return;
+    if (fresh)
+        fprintf(f, "epoch,global_step,lr,train_loss,train_acc,val_loss,val_acc,val_top5,img_per_s,"
+                   "data_wait,seconds\n");
+    fprintf(f, "%lld,%lld,%.6g,%.6f,%.6f,", (long long)epoch, (long long)c->t->global_step, lr,
+            loss, acc);
+    if (has_val)
+        fprintf(f, "%.6f,%.6f,%.6f,", v->loss, v->acc, v->top5);
+    else
+        fprintf(f, ",,,");
+    fprintf(f, "%.1f,%.4f,%.2f\n", ips, wait, secs);
+    fclose(f);
+}
+
+kiln_status kiln_trainer_fit(kiln_trainer_t t, kiln_dataset_t train, kiln_dataset_t val,
+                             kiln_fit_result *r) {
+    memset(r, 0, sizeof *r);
+    fit_ctx c;
+    memset(&c, 0, sizeof c);
+    c.t = t;
+    kiln_status st;
+    if (t->o.out_dir) {
+        if ((st = mkdirs(t->o.out_dir))) return st;
+        snprintf(c.last, sizeof c.last, "%s/last.safetensors", t->o.out_dir);
+        snprintf(c.best, sizeof c.best, "%s/best.safetensors", t->o.out_dir);
+        snprintf(c.csv, sizeof c.csv, "%s/log.csv", t->o.out_dir);
+    }
+    if (kiln_dataset_num_classes(train) > t->classes)
+        return kiln_error(KILN_SHAPE, "trainer: the data has %d classes, the model's output %d",
+                          kiln_dataset_num_classes(train), t->classes);
+    if ((st = make_loader(t, train, 1, &c.ld))) return st;
+    c.steps = kiln_loader_steps_per_epoch(c.ld);
+    if (t->step >= c.steps) t->epoch++, t->step = 0;
+    if ((t->epoch || t->step) && t->epoch < t->o.epochs)
+        st = kiln_loader_seek(c.ld, t->epoch, t->step);
+    c.hbuf = malloc(sizeof(float) * (size_t)t->batch);
+    if (!c.hbuf) st = oom();
+    double fit_t0 = now_s();
+    int64_t fit_images = 0;
+    while (!st && t->epoch < t->o.epochs && r->stop == KILN_FIT_DONE) {
+        double e0 = now_s(), sum_loss = 0, sum_acc = 0, lr = 0;
+        int64_t done = 0;
+        kiln_loader_stats ls0, ls1;
+        kiln_loader_get_stats(c.ld, &ls0);
+        while (!st && t->step < c.steps) {
+            if (t->o.max_steps > 0 && t->global_step >= t->o.max_steps) {
+                r->stop = KILN_FIT_MAX_STEPS;
+                break;
+            }
+            if (t->o.interrupt && *t->o.interrupt) {
+                r->stop = KILN_FIT_INTERRUPTED;
+                break;
+            }
+            kiln_batch b;
+            if ((st = kiln_loader_next(c.ld, &b))) break;
+            lr = lr_at(t, t->global_step, c.steps);
+            double loss = 0, acc = 0;
+            int ok = 1;
+            st = train_step(&c, &b, lr, &loss, &acc, &ok);
+            kiln_loader_release(c.ld, &b);
+            if (st) break;
+            if (!ok) {
+                message(t, "non-finite %s at epoch %lld step %lld (global step %lld)%s",
+                        isfinite(loss) ? "gradient" : "loss", (long long)t->epoch + 1,
+                        (long long)t->step + 1, (long long)t->global_step,
+                        t->o.on_nan == KILN_NAN_SKIP
+                            ? ": step skipped"
+                            : ": stopping; the last good checkpoint is left as it was (lower the "
+                              "learning rate or add warmup)");
+                if (t->o.on_nan == KILN_NAN_STOP) {
+                    r->stop = KILN_FIT_NAN;
+                    break;
+                }
+            } else {
+                sum_loss += loss, sum_acc += acc, done++;
+                c.recent[c.fit_steps % CHANCE_AVG] = loss;
+            }
+            t->step++, t->global_step++, c.fit_steps++, fit_images += t->batch;
+            if (ok && c.fit_steps == t->o.chance_steps && t->classes > 1) {
+                int navg = c.fit_steps < CHANCE_AVG ? (int)c.fit_steps : CHANCE_AVG;
+                double m = 0;
+                for (int k = 0; k < navg; k++) m += c.recent[k];
+                m /= navg;
+                if (m > CHANCE_RATIO * log((double)t->classes))
+                    chance_diagnostic(t, m, c.fit_steps);
+            }
+            if (t->o.progress) {
+                kiln_loader_get_stats(c.ld, &ls1);
+                double el = now_s() - e0, run = ls1.run_seconds - ls0.run_seconds;
+                int64_t n_ep = t->step; /* steps done this epoch, including before a resume */
+                int64_t here = done ? done : 1;
+                kiln_train_progress p = {KILN_PROGRESS_STEP,
+                                         (int)t->epoch + 1,
+                                         t->o.epochs,
+                                         n_ep,
+                                         c.steps,
+                                         t->global_step,
+                                         sum_loss / (double)here,
+                                         sum_acc / (double)here,
+                                         lr,
+                                         0,
+                                         0,
+                                         0,
+                                         el,
+                                         0,
+                                         0,
+                                         0,
+                                         0,
+                                         NULL};
+                p.img_per_s = el > 0 ? (double)(done * t->batch) / el : 0;
+                p.data_wait = run > 0 ? (ls1.wait_seconds - ls0.wait_seconds) / run : 0;
+                p.eta_s = done ? el / (double)done * (double)(c.steps - t->step) : 0;
+                t->o.progress(t->o.user, &p);
+            }
+        }
+        if (st || r->stop != KILN_FIT_DONE) break;
+        /* The epoch is complete: validate, checkpoint, log. */
+        double secs = now_s() - e0;
+        kiln_loader_get_stats(c.ld, &ls1);
+        double run = ls1.run_seconds - ls0.run_seconds;
+        double wait = run > 0 ? (ls1.wait_seconds - ls0.wait_seconds) / run : 0;
+        double ips = secs > 0 ? (double)(done * t->batch) / secs : 0;
+        kiln_eval_result v;
+        memset(&v, 0, sizeof v);
+        if (val && (st = kiln_trainer_evaluate(t, val, &v))) break;
+        t->epoch++, t->step = 0;
+        r->epochs_done++;
+        r->train_loss = done ? sum_loss / (double)done : NAN;
+        r->train_acc = done ? sum_acc / (double)done : NAN;
+        if (val) {
+            r->has_val = 1;
+            r->val_loss = v.loss, r->val_acc = v.acc, r->val_top5 = v.top5;
+        }
+        int is_best = val && v.acc > t->best_val_acc;
+        if (is_best) t->best_val_acc = v.acc;
+        r->best_val_acc = t->best_val_acc;
+        if (c.last[0] && (st = kiln_trainer_save(t, c.last))) break;
+        if (c.best[0] && is_best && (st = kiln_trainer_save(t, c.best))) break;
+        csv_row(&c, t->epoch, lr, r->train_loss, r->train_acc, &v, val != NULL, ips, wait, secs);
+        if (t->o.progress) {
+            kiln_train_progress p = {KILN_PROGRESS_EPOCH_END,
+                                     (int)t->epoch,
+                                     t->o.epochs,
+                                     c.steps,
+                                     c.steps,
+                                     t->global_step,
+                                     r->train_loss,
+                                     r->train_acc,
+                                     lr,
+                                     ips,
+                                     wait,
+                                     0,
+                                     secs,
+                                     val != NULL,
+                                     v.loss,
+                                     v.acc,
+                                     v.top5,
+                                     NULL};
+            t->o.progress(t->o.user, &p);
+        }
+    }
+    /* max_steps / interrupt: a checkpoint at the exact position, so a resume continues where
+       this stopped. */
+    if (!st && (r->stop == KILN_FIT_MAX_STEPS || r->stop == KILN_FIT_INTERRUPTED) && c.last[0])
+        st = kiln_trainer_save(t, c.last);
+    r->global_step = t->global_step;
+    r->seconds = now_s() - fit_t0;
+    r->img_per_s = r->seconds > 0 ? (double)fit_images / r->seconds : 0;
+    kiln_loader_free(c.ld);
+    free(c.hbuf);
+    return st;
+}
