@@ -27,25 +27,13 @@
 #define KILN_CLBLAST_CONV_WORKSPACE ((size_t)16 << 20)
 #endif
 
-typedef struct {
-    size_t n, c, h, w, o, kh, kw, oh, ow, k, ohw;
-    kiln_conv2d_params p;
-} geom;
+typedef kiln_cl_conv_geom geom;
 
+/* Decodes the geometry; 0 when CLBlast's routines cannot express this convolution (groups,
+   asymmetric padding, sizes past its int indexing), which then runs on kiln's kernels. */
 static int decode(const kiln_tensor *dst, const kiln_tensor *x, const kiln_tensor *w,
                   const kiln_tensor *y, geom *g) {
-    memcpy(&g->p, dst->op_params, sizeof g->p);
-    g->n = (size_t)x->shape[0];
-    g->c = (size_t)x->shape[1];
-    g->h = (size_t)x->shape[2];
-    g->w = (size_t)x->shape[3];
-    g->o = (size_t)w->shape[0];
-    g->kh = (size_t)w->shape[2];
-    g->kw = (size_t)w->shape[3];
-    g->oh = (size_t)y->shape[2];
-    g->ow = (size_t)y->shape[3];
-    g->k = g->c * g->kh * g->kw;
-    g->ohw = g->oh * g->ow;
+    kiln_cl_conv_decode(dst, x, w, y, g);
     /* CLBlast's kernels index with int; keep every tensor and offset well inside. */
     size_t biggest =
         g->n * (g->c * g->h * g->w > g->o * g->ohw ? g->c * g->h * g->w : g->o * g->ohw);

@@ -46,15 +46,10 @@
 #define KILN_CONV_DIRECT_OB 8
 #define KILN_CONV_DIRECT_PX 4
 
-typedef struct {
-    size_t n, c, h, w, o, kh, kw, oh, ow, groups, cg, og;
-    size_t k;   /* rows of the column matrix per group: C/g * KH * KW */
-    size_t ohw; /* OH * OW */
-    kiln_conv2d_params p;
-} geom;
+typedef kiln_cl_conv_geom geom;
 
-static void decode(const kiln_tensor *dst, const kiln_tensor *x, const kiln_tensor *w,
-                   const kiln_tensor *y, geom *g) {
+void kiln_cl_conv_decode(const kiln_tensor *dst, const kiln_tensor *x, const kiln_tensor *w,
+                         const kiln_tensor *y, kiln_cl_conv_geom *g) {
     memcpy(&g->p, dst->op_params, sizeof g->p);
     g->n = (size_t)x->shape[0];
     g->c = (size_t)x->shape[1];
@@ -268,7 +263,7 @@ static kiln_status conv_direct(kiln_backend_t be, const geom *g, const kiln_tens
 kiln_status kiln_cl_conv2d(kiln_backend_t be, kiln_tensor *dst) {
     const kiln_tensor *x = dst->src[0], *w = dst->src[1], *bias = dst->src[2];
     geom g;
-    decode(dst, x, w, dst, &g);
+    kiln_cl_conv_decode(dst, x, w, dst, &g);
     if (!g.n) return KILN_OK;
     size_t direct_max;
     kiln_status st = direct_max_c(be, &direct_max);
@@ -312,7 +307,7 @@ static kiln_status stage_dy(kiln_backend_t be, const geom *g, const kiln_tensor 
 kiln_status kiln_cl_conv2d_bwd_data(kiln_backend_t be, kiln_tensor *dst) {
     const kiln_tensor *dy = dst->src[0], *w = dst->src[1];
     geom g;
-    decode(dst, dst, w, dy, &g);
+    kiln_cl_conv_decode(dst, dst, w, dy, &g);
     if (!g.n) return KILN_OK;
     workspace ws;
     int pointwise = is_pointwise(&g);
@@ -341,7 +336,7 @@ kiln_status kiln_cl_conv2d_bwd_data(kiln_backend_t be, kiln_tensor *dst) {
 kiln_status kiln_cl_conv2d_bwd_filter(kiln_backend_t be, kiln_tensor *dst) {
     const kiln_tensor *x = dst->src[0], *dy = dst->src[1];
     geom g;
-    decode(dst, x, dst, dy, &g);
+    kiln_cl_conv_decode(dst, x, dst, dy, &g);
     cl_mem dwm = kiln_cl_mem(dst);
     if (!g.n) {
         cl_float zero = 0.0f;

@@ -41,6 +41,16 @@ kiln_status kiln_cl_softmax_xent(kiln_backend_t be, kiln_tensor *dst);
 kiln_status kiln_cl_softmax_xent_bwd(kiln_backend_t be, kiln_tensor *dst);
 kiln_status kiln_cl_accuracy(kiln_backend_t be, kiln_tensor *dst);
 
+/* Convolution geometry shared by the opencl and clblast convolutions (cl-conv.c). */
+typedef struct kiln_cl_conv_geom {
+    size_t n, c, h, w, o, kh, kw, oh, ow, groups, cg, og;
+    size_t k;   /* rows of the column matrix per group: C/g * KH * KW */
+    size_t ohw; /* OH * OW */
+    kiln_conv2d_params p;
+} kiln_cl_conv_geom;
+void kiln_cl_conv_decode(const kiln_tensor *dst, const kiln_tensor *x, const kiln_tensor *w,
+                         const kiln_tensor *y, kiln_cl_conv_geom *g);
+
 /* clblast backend: the ops CLBlast has routines for (clblast-<family>.c). */
 kiln_status kiln_clblast_gemm(kiln_backend_t be, kiln_tensor *dst);
 kiln_status kiln_clblast_conv2d(kiln_backend_t be, kiln_tensor *dst);
