@@ -33,12 +33,6 @@ void kiln_train_options_init(kiln_train_options *o) {
     o->seed = 1;
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static void message(struct kiln_trainer *t, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 2, 3)))
@@ -262,7 +256,7 @@ kiln_status kiln_trainer_evaluate(kiln_trainer_t t, kiln_dataset_t ds, kiln_eval
     int32_t *pl = malloc(sizeof *pl * (size_t)t->batch);
     float *h = malloc(sizeof *h * (size_t)t->batch);
     if (!pad || !pl || !h) st = oom();
-    double t0 = now_s(), loss = 0, top1 = 0, top5 = 0;
+    double t0 = kiln_time_s(), loss = 0, top1 = 0, top5 = 0;
     int64_t steps = kiln_loader_steps_per_epoch(ld);
     for (int64_t s = 0; s < steps && !st; s++) {
         kiln_batch b;
@@ -286,7 +280,7 @@ kiln_status kiln_trainer_evaluate(kiln_trainer_t t, kiln_dataset_t ds, kiln_eval
     r->loss = loss / n;
     r->acc = top1 / n;
     r->top5 = top5 / n;
-    r->img_per_s = (double)r->samples / (now_s() - t0);
+    r->img_per_s = (double)r->samples / (kiln_time_s() - t0);
     return KILN_OK;
 }
 
@@ -590,10 +584,10 @@ kiln_status kiln_trainer_fit(kiln_trainer_t t, kiln_dataset_t train, kiln_datase
         st = kiln_loader_seek(c.ld, t->epoch, t->step);
     c.hbuf = malloc(sizeof(float) * (size_t)t->batch);
     if (!c.hbuf) st = oom();
-    double fit_t0 = now_s();
+    double fit_t0 = kiln_time_s();
     int64_t fit_images = 0;
     while (!st && t->epoch < t->o.epochs && r->stop == KILN_FIT_DONE) {
-        double e0 = now_s(), sum_loss = 0, sum_acc = 0, lr = 0;
+        double e0 = kiln_time_s(), sum_loss = 0, sum_acc = 0, lr = 0;
         int64_t done = 0;
         kiln_loader_stats ls0, ls1;
         kiln_loader_get_stats(c.ld, &ls0);
@@ -641,7 +635,7 @@ kiln_status kiln_trainer_fit(kiln_trainer_t t, kiln_dataset_t train, kiln_datase
             }
             if (t->o.progress) {
                 kiln_loader_get_stats(c.ld, &ls1);
-                double el = now_s() - e0, run = ls1.run_seconds - ls0.run_seconds;
+                double el = kiln_time_s() - e0, run = ls1.run_seconds - ls0.run_seconds;
                 int64_t n_ep = t->step; /* steps done this epoch, including before a resume */
                 int64_t here = done ? done : 1;
                 kiln_train_progress p = {KILN_PROGRESS_STEP,
@@ -670,7 +664,7 @@ kiln_status kiln_trainer_fit(kiln_trainer_t t, kiln_dataset_t train, kiln_datase
         }
         if (st || r->stop != KILN_FIT_DONE) break;
         /* The epoch is complete: validate, checkpoint, log. */
-        double secs = now_s() - e0;
+        double secs = kiln_time_s() - e0;
         kiln_loader_get_stats(c.ld, &ls1);
         double run = ls1.run_seconds - ls0.run_seconds;
         double wait = run > 0 ? (ls1.wait_seconds - ls0.wait_seconds) / run : 0;
@@ -719,7 +713,7 @@ kiln_status kiln_trainer_fit(kiln_trainer_t t, kiln_dataset_t train, kiln_datase
     if (!st && (r->stop == KILN_FIT_MAX_STEPS || r->stop == KILN_FIT_INTERRUPTED) && c.last[0])
         st = kiln_trainer_save(t, c.last);
     r->global_step = t->global_step;
-    r->seconds = now_s() - fit_t0;
+    r->seconds = kiln_time_s() - fit_t0;
     r->img_per_s = r->seconds > 0 ? (double)fit_images / r->seconds : 0;
     kiln_loader_free(c.ld);
     free(c.hbuf);

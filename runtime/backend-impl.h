@@ -132,6 +132,9 @@ kiln_status kiln_atomic_write(kiln_atomic_file *af, const void *data, size_t n);
 kiln_status kiln_atomic_commit(kiln_atomic_file *af);
 void kiln_atomic_abort(kiln_atomic_file *af);
 
+/* Monotonic seconds, for timing and progress. */
+double kiln_time_s(void);
+
 /* 64-bit FNV-1a, chainable through `h`. */
 uint64_t kiln_hash64(uint64_t h, const void *data, size_t n);
 #define KILN_HASH_INIT 0xcbf29ce484222325ULL

@@ -1,6 +1,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "backend-impl.h"
 
@@ -64,4 +65,10 @@ uint64_t kiln_hash64(uint64_t h, const void *data, size_t n) {
         h *= 0x100000001b3ULL;
     }
     return h;
+}
+
+double kiln_time_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }

@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "ops-impl.h"
 
@@ -26,12 +25,6 @@ struct kiln_tuner {
     size_t cap, used;
     char path[4400]; /* persisted choices; empty when the cache is off */
 };
-
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
-}
 
 static uint64_t shape_key(const kiln_tensor *dst) {
     uint64_t h = kiln_hash64(KILN_HASH_INIT, &dst->op, sizeof dst->op);
@@ -171,12 +164,12 @@ static double measure(kiln_backend_t be, kiln_op_fn fn, kiln_tensor *dst, kiln_t
             be->iface->copy(be, scratch->buffer->handle, 0, dst->buffer->handle, dst->offset, ext))
             return -1;
         if (kiln_backend_synchronize(be)) return -1;
-        double t0 = now_ms();
+        double t0 = 1e3 * kiln_time_s();
         if (fn(be, scratch) || kiln_backend_synchronize(be)) {
             kiln_clear_error();
             return -1;
         }
-        double ms = now_ms() - t0;
+        double ms = 1e3 * kiln_time_s() - t0;
         if (r < 0 && give_up_ms > 0 && ms > give_up_ms) return ms; /* clearly slower */
         if (r >= 0) times[r] = ms;
     }

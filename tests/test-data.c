@@ -13,22 +13,10 @@
 #include "backend-impl.h"
 #include "data/data-impl.h"
 #include "kiln/data.h"
+#include "check.h"
 #include "kiln/kiln.h"
 
-static int passed, failed;
 static char root[256];
-
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (cond) {                                                                                \
-            passed++;                                                                              \
-        } else {                                                                                   \
-            failed++;                                                                              \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                            \
-            printf(__VA_ARGS__);                                                                   \
-            printf(" [last error: %s]\n", kiln_last_error());                                      \
-        }                                                                                          \
-    } while (0)
 
 static int has(const char *hay, const char *needle) {
     return strstr(hay, needle) != NULL;
@@ -1129,7 +1117,6 @@ int main(void) {
     test_uploader();
     char cmd[600];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
-    if (failed == 0 && system(cmd) != 0) printf("note: could not remove %s\n", root);
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    if (check_failed == 0 && system(cmd) != 0) printf("note: could not remove %s\n", root);
+    return check_done();
 }

@@ -9,20 +9,9 @@
 #include <string.h>
 
 #include "backends/opencl/cl-impl.h"
+#include "check.h"
 #include "kiln/kiln.h"
 #include "philox.h"
-
-static int failures;
-
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                            \
-            printf(__VA_ARGS__);                                                                   \
-            printf("\n");                                                                          \
-            failures++;                                                                            \
-        }                                                                                          \
-    } while (0)
 
 /* counter[4], key[2] -> output[4] */
 static const uint32_t kat[3][10] = {
@@ -211,6 +200,5 @@ int main(void) {
         }
     }
     free(devs);
-    printf("%s (%d failures)\n", failures ? "FAILED" : "passed", failures);
-    return failures ? 1 : 0;
+    return check_done();
 }

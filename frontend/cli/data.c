@@ -227,12 +227,6 @@ static void loader_opts(const opts *o, kiln_dataset_t ds, const char *spec, int 
     lo->fast_decode = o->fast_decode;
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* ---- bench ---- */
 
 /* CPU seconds of this process: on a shared machine images per CPU second is the steadier
@@ -341,7 +335,7 @@ static int cmd_bench(int argc, char **argv) {
         kiln_loader_options lo;
         loader_opts(&o, ds, spec, (int)w, &lo);
         kiln_loader_t ld;
-        double t0 = now_s(), c0 = cpu_s();
+        double t0 = kiln_time_s(), c0 = cpu_s();
         if (kiln_loader_create(&lo, &ld) != KILN_OK) {
             rc = fail_msg("bench");
             break;
@@ -361,7 +355,7 @@ static int cmd_bench(int argc, char **argv) {
             done += b.n;
             kiln_loader_release(ld, &b);
         }
-        double dt = now_s() - t0, dc = cpu_s() - c0;
+        double dt = kiln_time_s() - t0, dc = cpu_s() - c0;
         kiln_loader_stats s;
         kiln_loader_get_stats(ld, &s);
         int nw = w ? (int)w : (int)sysconf(_SC_NPROCESSORS_ONLN);

@@ -57,12 +57,6 @@ struct kiln_loader {
     double wait_s, t_first, t_last;
 };
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 void kiln_loader_options_init(kiln_loader_options *o) {
     memset(o, 0, sizeof(*o));
     o->batch = 32;
@@ -400,7 +394,7 @@ kiln_status kiln_loader_seek(kiln_loader_t ld, int64_t epoch, int64_t step) {
 }
 
 kiln_status kiln_loader_next(kiln_loader_t ld, kiln_batch *b) {
-    double t0 = now_s();
+    double t0 = kiln_time_s();
     pthread_mutex_lock(&ld->mu);
     if (ld->t_first < 0) ld->t_first = t0;
     slot *s = NULL;
@@ -422,7 +416,7 @@ kiln_status kiln_loader_next(kiln_loader_t ld, kiln_batch *b) {
     }
     s->state = SLOT_TAKEN;
     ld->next_take++;
-    double t1 = now_s();
+    double t1 = kiln_time_s();
     ld->wait_s += t1 - t0;
     ld->t_last = t1;
     pthread_mutex_unlock(&ld->mu);
