@@ -132,6 +132,72 @@ __kernel void pool2d_bwd(const __global float *restrict dy, ulong dy_off,
     dx[dx_off + gid] = acc;
 }
 
+/* Tiled pooling: windows that tile the input (stride == kernel, no padding; VGG's and
+ * AlexNet-style 2x2/2 pooling). Work-item (output row i, plane) walks the row's windows, so
+ * the backward pass writes each dx element exactly once from its own window (a scatter with
+ * no overlap, hence no races and no argmax buffer) and a CPU runs long contiguous loops
+ * instead of one tiny work-item per element. Same results as pool2d_fwd/pool2d_bwd: the same
+ * argmax rule, dx zero outside every window (rows and columns past the last floor-mode
+ * window). Grid: {OH, N*C}. */
+__kernel void pool2d_fwd_tiles(const __global float *restrict x, ulong x_off,
+                               __global float *restrict y, ulong y_off, const int16 g, int is_max,
+                               ulong planes) {
+    const int i = (int)get_global_id(0);
+    const ulong plane = get_global_id(1);
+    if (i >= g.s2 || plane >= planes)
+        return;
+    const __global float *xp = x + x_off + plane * (ulong)g.s0 * (ulong)g.s1;
+    __global float *yr = y + y_off + (plane * (ulong)g.s2 + (ulong)i) * (ulong)g.s3;
+    for (int j = 0; j < g.s3; j++) {
+        int h0, h1, w0, w1;
+        const float div = pool_window(g, i, j, &h0, &h1, &w0, &w1);
+        if (is_max) {
+            yr[j] = xp[window_argmax(xp, g.s1, h0, h1, w0, w1)];
+        } else {
+            float s = 0.0f;
+            for (int ih = h0; ih < h1; ih++)
+                for (int iw = w0; iw < w1; iw++)
+                    s += xp[ih * g.s1 + iw];
+            yr[j] = s / div;
+        }
+    }
+}
+
+__kernel void pool2d_bwd_tiles(const __global float *restrict dy, ulong dy_off,
+                               const __global float *restrict x, ulong x_off,
+                               __global float *restrict dx, ulong dx_off, const int16 g,
+                               int is_max, ulong planes) {
+    const int i = (int)get_global_id(0);
+    const ulong plane = get_global_id(1);
+    if (i >= g.s2 || plane >= planes)
+        return;
+    const ulong pbase = plane * (ulong)g.s0 * (ulong)g.s1;
+    const __global float *xp = x + x_off + pbase;
+    __global float *dxp = dx + dx_off + pbase;
+    const __global float *dyr = dy + dy_off + (plane * (ulong)g.s2 + (ulong)i) * (ulong)g.s3;
+    /* This item's band of input rows; the last row of windows also owns the rows below. */
+    const int r0 = i * g.s6, r1 = i == g.s2 - 1 ? g.s0 : min(r0 + g.s4, g.s0);
+    const int c_end = min(g.s3 * g.s7, g.s1); /* columns past it belong to no window */
+    for (int j = 0; j < g.s3; j++) {
+        int h0, h1, w0, w1;
+        const float div = pool_window(g, i, j, &h0, &h1, &w0, &w1);
+        const float d = dyr[j];
+        if (is_max) {
+            const int a = window_argmax(xp, g.s1, h0, h1, w0, w1);
+            for (int ih = r0; ih < r1; ih++)
+                for (int iw = w0; iw < w1; iw++)
+                    dxp[ih * g.s1 + iw] = ih * g.s1 + iw == a ? d : 0.0f;
+        } else {
+            for (int ih = r0; ih < r1; ih++)
+                for (int iw = w0; iw < w1; iw++)
+                    dxp[ih * g.s1 + iw] = ih < h1 ? d / div : 0.0f;
+        }
+    }
+    for (int ih = r0; ih < r1; ih++)
+        for (int iw = c_end; iw < g.s1; iw++)
+            dxp[ih * g.s1 + iw] = 0.0f;
+}
+
 /* ---- local response normalization across channels ----
  * d: s0 C, s1 H*W, s2 size, s3 N*C;  f: s0 alpha/size, s1 beta, s2 k, s3 2*alpha*beta/size.
  * window(c) = [c - size/2, c + (size-1)/2] clipped to [0, C). */

@@ -173,14 +173,28 @@ kiln_status kiln_cl_sum_squares(kiln_backend_t be, kiln_tensor *dst) {
     if ((st = kiln_cl_get_scratch(cl, nparts * sizeof(float), &part)) ||
         (st = get(be, "kiln_sum_squares_parts", &k1)) || (st = get(be, "kiln_sum_parts", &k2)))
         return st;
-    /* Interleaved on GPUs (coalesced), contiguous chunks on CPUs (one stream each). */
-    size_t iters = (n + nparts - 1) / nparts;
-    int chunks = be->device.type == KILN_DEVICE_CPU;
-    if ((st = kiln_cl_args(k1, "kiln_sum_squares_parts", 8, MEM(x), OFF(x), ULONG(n),
-                           ULONG(chunks ? iters : 1), ULONG(chunks ? 1 : nparts), ULONG(iters),
-                           sizeof part, &part, UINT(nparts))) ||
-        (st = launch(be, k1, "kiln_sum_squares_parts", nparts)))
-        return st;
+    /* Interleaved on GPUs (coalesced); on CPUs one contiguous, vectorised chunk per core
+       (a scalar work-item per chunk would be vectorised across items by PoCL: gathers). */
+    if (be->device.type == KILN_DEVICE_CPU) {
+        size_t cus = be->device.compute_units ? be->device.compute_units : 1;
+        size_t per = (n + 4 * cus - 1) / (4 * cus);
+        per = (per + 15) / 16 * 16;
+        if (per < 4096) per = 4096;
+        nparts = (n + per - 1) / per;
+        if (nparts < 1) nparts = 1;
+        if ((st = get(be, "kiln_sum_squares_chunks", &k1)) ||
+            (st = kiln_cl_args(k1, "kiln_sum_squares_chunks", 6, MEM(x), OFF(x), ULONG(n),
+                               ULONG(per), sizeof part, &part, UINT(nparts))))
+            return st;
+        size_t global = nparts, local = 1;
+        if ((st = kiln_cl_launch(cl, k1, "kiln_sum_squares_chunks", 1, &global, &local))) return st;
+    } else {
+        size_t iters = (n + nparts - 1) / nparts;
+        if ((st = kiln_cl_args(k1, "kiln_sum_squares_parts", 8, MEM(x), OFF(x), ULONG(n), ULONG(1),
+                               ULONG(nparts), ULONG(iters), sizeof part, &part, UINT(nparts))) ||
+            (st = launch(be, k1, "kiln_sum_squares_parts", nparts)))
+            return st;
+    }
     if ((st = kiln_cl_args(k2, "kiln_sum_parts", 5, sizeof part, &part, UINT(nparts), MEM(dst),
                            OFF(dst), (size_t)ELTWISE_WG * sizeof(float), NULL)))
         return st;

@@ -49,6 +49,23 @@ static cl_int16 pool_geometry(const kiln_tensor *node, const kiln_tensor *x,
     return g;
 }
 
+/* Windows tile the input (stride == kernel, no padding): pool.cl's *_tiles kernels apply. */
+static int tiled(const kiln_tensor *node) {
+    kiln_pool2d_params p;
+    memcpy(&p, node->op_params, sizeof p);
+    return p.stride_h == p.kernel_h && p.stride_w == p.kernel_w && !p.pad_t && !p.pad_b &&
+           !p.pad_l && !p.pad_r;
+}
+
+/* One work-item per (output row, plane) of `pooled`; see pool.cl. */
+static kiln_status launch_tiles(kiln_cl_ctx *cl, cl_kernel k, const char *name,
+                                const kiln_tensor *pooled) {
+    const size_t global[2] = {(size_t)pooled->shape[2],
+                              (size_t)(pooled->shape[0] * pooled->shape[1])},
+                 local[2] = {1, 16};
+    return kiln_cl_launch(cl, k, name, 2, global, local);
+}
+
 kiln_status kiln_cl_pool2d(kiln_backend_t be, kiln_tensor *dst) {
     kiln_cl_ctx *cl = kiln_cl(be);
     const kiln_tensor *x = dst->src[0];
@@ -58,7 +75,18 @@ kiln_status kiln_cl_pool2d(kiln_backend_t be, kiln_tensor *dst) {
     cl_ulong xo = kiln_cl_off(x), yo = kiln_cl_off(dst),
              total = (cl_ulong)kiln_tensor_nelements(dst);
     cl_kernel k;
-    kiln_status st = kiln_cl_get_kernel(cl, "pool.cl", "pool2d_fwd", "", &k);
+    kiln_status st;
+    if (tiled(dst) && total) {
+        const char *name = "pool2d_fwd_tiles";
+        cl_ulong planes = (cl_ulong)(dst->shape[0] * dst->shape[1]);
+        if ((st = kiln_cl_get_kernel(cl, "pool.cl", name, "", &k)) ||
+            (st =
+                 kiln_cl_args(k, name, 7, sizeof xm, &xm, sizeof xo, &xo, sizeof ym, &ym, sizeof yo,
+                              &yo, sizeof g, &g, sizeof is_max, &is_max, sizeof planes, &planes)))
+            return st;
+        return launch_tiles(cl, k, name, dst);
+    }
+    st = kiln_cl_get_kernel(cl, "pool.cl", "pool2d_fwd", "", &k);
     if (!st)
         st = kiln_cl_args(k, "pool2d_fwd", 7, sizeof xm, &xm, sizeof xo, &xo, sizeof ym, &ym,
                           sizeof yo, &yo, sizeof g, &g, sizeof is_max, &is_max, sizeof total,
@@ -75,9 +103,19 @@ kiln_status kiln_cl_pool2d_bwd(kiln_backend_t be, kiln_tensor *dst) {
     cl_ulong dyo = kiln_cl_off(dy), xo = kiln_cl_off(x), dxo = kiln_cl_off(dst);
     cl_ulong nout = (cl_ulong)kiln_tensor_nelements(dy), nin = (cl_ulong)kiln_tensor_nelements(dst);
     kiln_status st = KILN_OK;
+    cl_kernel k;
+    if (tiled(dst) && nout) {
+        const char *name = "pool2d_bwd_tiles";
+        cl_ulong planes = (cl_ulong)(dy->shape[0] * dy->shape[1]);
+        if ((st = kiln_cl_get_kernel(cl, "pool.cl", name, "", &k)) ||
+            (st = kiln_cl_args(k, name, 9, sizeof dym, &dym, sizeof dyo, &dyo, sizeof xm, &xm,
+                               sizeof xo, &xo, sizeof dxm, &dxm, sizeof dxo, &dxo, sizeof g, &g,
+                               sizeof is_max, &is_max, sizeof planes, &planes)))
+            return st;
+        return launch_tiles(cl, k, name, dy);
+    }
     /* avg never reads arg; any valid buffer fills the slot. */
     cl_mem arg = dym;
-    cl_kernel k;
     if (is_max && nout) {
         if ((st = kiln_cl_get_scratch(cl, (size_t)nout * sizeof(cl_int), &arg)) ||
             (st = kiln_cl_get_kernel(cl, "pool.cl", "pool2d_argmax", "", &k)) ||
