@@ -27,8 +27,7 @@
    CPU time on every first layer tried (3->32 3x3 at 32x32, 3->64 11x11/4 at 64x64, 1->32 5x5
    at 28x28), so CPU devices never take it. On GPUs the direct kernel avoids writing and
    re-reading a column matrix 9 to 363 rows tall for 3 input channels; that default is not
-   measured here. KILN_TUNE_CONV="DIRECT_MAX_C=n" overrides both (tests use it to run the
-   direct kernel on CPUs). */
+   measured here. KILN_TUNE_CONV (below) overrides both. */
 #ifndef KILN_CONV_DIRECT_MAX_C_CPU
 #define KILN_CONV_DIRECT_MAX_C_CPU 0
 #endif
@@ -221,20 +220,36 @@ static void workspace_free(workspace *ws) {
     if (ws->mem) clReleaseMemObject(ws->mem);
 }
 
-static kiln_status direct_max_c(kiln_backend_t be, size_t *out) {
-    *out = be->device.type == KILN_DEVICE_CPU ? KILN_CONV_DIRECT_MAX_C_CPU
-                                              : KILN_CONV_DIRECT_MAX_C_GPU;
-    const char *v = getenv("KILN_TUNE_CONV"), *name = "DIRECT_MAX_C=";
-    if (!v || !*v) return KILN_OK;
-    size_t len = strlen(name);
-    char *end = NULL;
-    unsigned long n = 0;
-    int ok = !strncmp(v, name, len) && v[len] >= '0' && v[len] <= '9';
-    if (ok) n = strtoul(v + len, &end, 10);
-    if (!ok || *end)
-        return kiln_error(KILN_INVALID_ARGUMENT,
-                          "KILN_TUNE_CONV='%s' is not valid (names: DIRECT_MAX_C=n)", v);
-    *out = n;
+/* The algorithm choices: KILN_TUNE_CONV="DIRECT_MAX_C=n,TILE=0|1" over the device type's
+   defaults (tests use it to run every kernel on every device). */
+typedef struct {
+    size_t direct_max_c;
+    int tile;
+} conv_tune;
+
+static kiln_status tune(kiln_backend_t be, conv_tune *t) {
+    int cpu = be->device.type == KILN_DEVICE_CPU;
+    t->direct_max_c = cpu ? KILN_CONV_DIRECT_MAX_C_CPU : KILN_CONV_DIRECT_MAX_C_GPU;
+    t->tile = cpu;
+    const char *v = getenv("KILN_TUNE_CONV");
+    for (const char *p = v; p && *p;) {
+        static const char *names[2] = {"DIRECT_MAX_C=", "TILE="};
+        int which = -1;
+        for (int i = 0; i < 2; i++)
+            if (!strncmp(p, names[i], strlen(names[i]))) which = i;
+        const char *num = which < 0 ? p : p + strlen(names[which]);
+        char *end = NULL;
+        unsigned long n = *num >= '0' && *num <= '9' ? strtoul(num, &end, 10) : 0;
+        if (which < 0 || !end || (*end && *end != ',') || (which == 1 && n > 1))
+            return kiln_error(KILN_INVALID_ARGUMENT,
+                              "KILN_TUNE_CONV='%s' is not valid (names: DIRECT_MAX_C=n, TILE=0|1)",
+                              v);
+        if (which == 0)
+            t->direct_max_c = n;
+        else
+            t->tile = (int)n;
+        p = *end ? end + 1 : end;
+    }
     return KILN_OK;
 }
 
@@ -265,10 +280,12 @@ kiln_status kiln_cl_conv2d(kiln_backend_t be, kiln_tensor *dst) {
     geom g;
     kiln_cl_conv_decode(dst, x, w, dst, &g);
     if (!g.n) return KILN_OK;
-    size_t direct_max;
-    kiln_status st = direct_max_c(be, &direct_max);
+    conv_tune tn;
+    kiln_status st = tune(be, &tn);
     if (st) return st;
-    if (g.cg <= direct_max) return conv_direct(be, &g, x, w, bias, dst);
+    if (g.cg <= tn.direct_max_c) return conv_direct(be, &g, x, w, bias, dst);
+    if (tn.tile && kiln_cl_conv_tile_fits(&g, 0))
+        return kiln_cl_conv_tile_forward(be, &g, x, w, bias, dst);
     workspace ws;
     int pointwise = is_pointwise(&g);
     if ((st = workspace_init(be, &g, !pointwise || g.n > 1, 0, &ws))) return st;
@@ -309,10 +326,14 @@ kiln_status kiln_cl_conv2d_bwd_data(kiln_backend_t be, kiln_tensor *dst) {
     geom g;
     kiln_cl_conv_decode(dst, dst, w, dy, &g);
     if (!g.n) return KILN_OK;
+    conv_tune tn;
+    kiln_status st = tune(be, &tn);
+    if (st) return st;
+    if (tn.tile && kiln_cl_conv_tile_fits(&g, 1))
+        return kiln_cl_conv_tile_backward_data(be, &g, dy, w, dst);
     workspace ws;
     int pointwise = is_pointwise(&g);
-    kiln_status st = workspace_init(be, &g, !pointwise || g.n > 1, 0, &ws);
-    if (st) return st;
+    if ((st = workspace_init(be, &g, !pointwise || g.n > 1, 0, &ws))) return st;
     cl_mem dxm = kiln_cl_mem(dst);
     size_t dxo = kiln_cl_off(dst), chw = g.c * g.h * g.w;
     for (size_t n0 = 0; n0 < g.n && !st; n0 += ws.nb) {
@@ -344,10 +365,14 @@ kiln_status kiln_cl_conv2d_bwd_filter(kiln_backend_t be, kiln_tensor *dst) {
                                          g.o * g.k * sizeof(float), 0, NULL, NULL);
         return err == CL_SUCCESS ? KILN_OK : kiln_cl_fail(err, "conv2d_bwd_filter: zero fill");
     }
+    conv_tune tn;
+    kiln_status st = tune(be, &tn);
+    if (st) return st;
+    if (tn.tile && kiln_cl_conv_tile_fits(&g, 0))
+        return kiln_cl_conv_tile_backward_filter(be, &g, x, dy, dst);
     workspace ws;
     int pointwise = is_pointwise(&g);
-    kiln_status st = workspace_init(be, &g, !pointwise || g.n > 1, g.o * g.k, &ws);
-    if (st) return st;
+    if ((st = workspace_init(be, &g, !pointwise || g.n > 1, g.o * g.k, &ws))) return st;
     cl_mem xm = kiln_cl_mem(x);
     size_t xo = kiln_cl_off(x), chw = g.c * g.h * g.w;
     mat dwt = {ws.mem, ws.extra, g.og, g.k * g.og};

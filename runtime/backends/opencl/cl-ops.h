@@ -50,6 +50,18 @@ typedef struct kiln_cl_conv_geom {
 } kiln_cl_conv_geom;
 void kiln_cl_conv_decode(const kiln_tensor *dst, const kiln_tensor *x, const kiln_tensor *w,
                          const kiln_tensor *y, kiln_cl_conv_geom *g);
+/* The tiled implicit-GEMM convolutions (cl-conv-tile.c, kernels/conv-tile.cl): whether a
+   convolution fits them (backward data: stride 1 only), and the three passes. */
+int kiln_cl_conv_tile_fits(const kiln_cl_conv_geom *g, int backward_data);
+kiln_status kiln_cl_conv_tile_forward(kiln_backend_t be, const kiln_cl_conv_geom *g,
+                                      const kiln_tensor *x, const kiln_tensor *w,
+                                      const kiln_tensor *bias, kiln_tensor *y);
+kiln_status kiln_cl_conv_tile_backward_data(kiln_backend_t be, const kiln_cl_conv_geom *g,
+                                            const kiln_tensor *dy, const kiln_tensor *w,
+                                            kiln_tensor *dx);
+kiln_status kiln_cl_conv_tile_backward_filter(kiln_backend_t be, const kiln_cl_conv_geom *g,
+                                              const kiln_tensor *x, const kiln_tensor *dy,
+                                              kiln_tensor *dw);
 
 /* clblast backend: the ops CLBlast has routines for (clblast-<family>.c). */
 kiln_status kiln_clblast_gemm(kiln_backend_t be, kiln_tensor *dst);

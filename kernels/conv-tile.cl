@@ -1,0 +1,277 @@
+/* Convolutions as register-tiled implicit GEMMs for CPU devices (NCHW, fp32).
+ *
+ * The im2col path (conv.cl) writes a column matrix 9x the input for a 3x3 layer and then
+ * streams it through the GEMM once per TILE_M rows of weights; with the few output channels
+ * of a narrow network that traffic, not arithmetic, sets the speed on a CPU. Here a
+ * work-item owns a TILE_P x TILE_O block of the output (TILE_P output pixels, TILE_O output
+ * channels held as vectors) and reads its inputs straight from a zero-padded copy of
+ * the input: per kernel tap it loads TILE_P input values (broadcast) and TILE_O/16 weight
+ * vectors for TILE_P * TILE_O / 16 vector multiply-adds, like kiln's GEMM kernel, with no
+ * column matrix at all.
+ *
+ *   conv_tile_pad     xp = x with PT/PL rows/columns of zeros before and enough after that
+ *                     every tap of every output pixel lands inside xp (no bounds tests in the
+ *                     hot loop); negative pads crop.
+ *   conv_tile_pack_w  wp[g][(ic*KH + kh)*KW + kw][OPAD]: the weights of group g with output
+ *                     channels contiguous and zero-padded to a whole tile. `flip` packs the
+ *                     transposed, spatially flipped weights that turn the backward-data pass
+ *                     of a stride-1 convolution into a forward one over the padded dy.
+ *   conv_tile         the product. Output pixels are numbered across images (p = n*OH*OW +
+ *                     oh*OW + ow), so the deep layers of a small input (2x2, 1x1) still
+ *                     fill every lane.
+ *   conv_tile_dw      the filter gradient: a TILE_P x TILE_O block of dW^T (TILE_P rows
+ *                     (ic, kh, kw), TILE_O output channels) summed over every output pixel,
+ *                     reading dy transposed to [pixel][OPAD] (conv_tile_dyt) as vectors.
+ *
+ * Compile-time geometry (build options): KH, KW, SH, SW, DH, DW. OpenCL C 1.2. */
+
+#ifndef KH
+#define KH 3
+#endif
+#ifndef KW
+#define KW 3
+#endif
+#ifndef SH
+#define SH 1
+#endif
+#ifndef SW
+#define SW 1
+#endif
+#ifndef DH
+#define DH 1
+#endif
+#ifndef DW
+#define DW 1
+#endif
+/* Output pixels and output channels per work-item (8 x 32: 16 float16 accumulators). */
+#define TILE_P 8
+#define TILE_O 32
+/* Vector width of the output-channel accumulators: 16 (one AVX-512 register) on CPUs; the
+ * host asks for narrower vectors elsewhere (Oclgrind's checkers do not handle float16). */
+#ifndef VW
+#define VW 16
+#endif
+#define NV (TILE_O / VW)
+#define CAT_(a, b) a##b
+#define CAT(a, b) CAT_(a, b)
+typedef CAT(float, VW) vec_t;
+#define VLOAD(i, p) CAT(vload, VW)((i), (p))
+#define VSTORE(x, i, p) CAT(vstore, VW)((x), (i), (p))
+
+/* xp[plane][Hp][Wp] from x[plane][H][W]: one work-item per (row, plane) of xp.
+ * d: s0 H, s1 W, s2 Hp, s3 Wp, s4 PT, s5 PL. */
+__kernel void conv_tile_pad(const __global float *restrict x, ulong x_off,
+                            __global float *restrict xp, ulong xp_off, const int8 d,
+                            ulong planes) {
+    const int r = (int)get_global_id(0);
+    const ulong plane = get_global_id(1);
+    if (r >= d.s2 || plane >= planes)
+        return;
+    __global float *dst = xp + xp_off + (plane * (ulong)d.s2 + (ulong)r) * (ulong)d.s3;
+    const int ir = r - d.s4;
+    if (ir < 0 || ir >= d.s0) {
+        for (int s = 0; s < d.s3; s++)
+            dst[s] = 0.0f;
+        return;
+    }
+    const __global float *src = x + x_off + (plane * (ulong)d.s0 + (ulong)ir) * (ulong)d.s1;
+    for (int s = 0; s < d.s3; s++) {
+        const int is = s - d.s5;
+        dst[s] = is >= 0 && is < d.s1 ? src[is] : 0.0f;
+    }
+}
+
+/* w[O][Cg][KH][KW] -> wp. d: s0 IC (per group), s1 OC (per group), s2 OPAD, s3 flip,
+ * s4 Cg (w's second dimension), s5 Og (w's output channels per group).
+ * Grid: {OPAD, IC*KH*KW, groups}. */
+__kernel void conv_tile_pack_w(const __global float *restrict w, ulong w_off,
+                               __global float *restrict wp, ulong wp_off, const int8 d) {
+    const int oc = (int)get_global_id(0), k = (int)get_global_id(1), g = (int)get_global_id(2);
+    const int taps = KH * KW;
+    if (oc >= d.s2 || k >= d.s0 * taps)
+        return;
+    const int ic = k / taps, t = k - ic * taps;
+    float v = 0.0f;
+    if (oc < d.s1) {
+        /* forward: W[g*Og + oc][ic][t]; flipped: W[g*Og + ic][oc][taps - 1 - t] */
+        const int o = g * d.s5 + (d.s3 ? ic : oc), c = d.s3 ? oc : ic;
+        v = w[w_off + ((ulong)o * d.s4 + c) * taps + (d.s3 ? taps - 1 - t : t)];
+    }
+    wp[wp_off + ((ulong)g * d.s0 * taps + k) * d.s2 + oc] = v;
+}
+
+/* y[N][OC*G][OH][OW] (+ bias) from xp (padded, IC*G channels) and wp.
+ * d: s0 IC (per group), s1 OC (per group), s2 OPAD, s3 groups, s4 Hp, s5 Wp, s6 OH, s7 OW.
+ * Grid: {ceil(N*OH*OW / TILE_P), OPAD/TILE_O * groups}. */
+__kernel void conv_tile(const __global float *restrict xp, ulong xp_off,
+                        const __global float *restrict wp, ulong wp_off,
+                        const __global float *restrict bias, ulong bias_off, int has_bias,
+                        __global float *restrict y, ulong y_off, const int8 d, uint npix) {
+    const uint t = (uint)get_global_id(0);
+    const int z = (int)get_global_id(1), notile = d.s2 / TILE_O;
+    if (t * TILE_P >= npix || z >= notile * d.s3)
+        return;
+    const int g = z / notile, o0 = (z - g * notile) * TILE_O;
+    const uint ohw = (uint)(d.s6 * d.s7);
+    const ulong hpwp = (ulong)d.s4 * (ulong)d.s5;
+    const int icall = d.s0 * d.s3;
+    /* Each lane's first input element (channel 0 of its group, tap (0, 0)); lanes past the
+     * last pixel repeat it (their results are not stored). */
+    const __global float *xl[TILE_P];
+    ulong yl[TILE_P];
+#pragma unroll
+    for (int l = 0; l < TILE_P; l++) {
+        const uint p = min(t * TILE_P + (uint)l, npix - 1);
+        const uint n = p / ohw, r = p - n * ohw;
+        const uint oh = r / (uint)d.s7, ow = r - oh * (uint)d.s7;
+        xl[l] = xp + xp_off + ((ulong)n * icall + (ulong)g * d.s0) * hpwp +
+                (ulong)(oh * SH) * d.s5 + ow * SW;
+        yl[l] = (ulong)n * (ulong)(d.s1 * d.s3) * ohw + r;
+    }
+    vec_t acc[TILE_P][NV];
+#pragma unroll
+    for (int l = 0; l < TILE_P; l++)
+#pragma unroll
+        for (int v = 0; v < NV; v++)
+            acc[l][v] = (vec_t)(0.0f);
+    const __global float *wk = wp + wp_off + (ulong)g * d.s0 * KH * KW * d.s2 + o0;
+    for (int ic = 0; ic < d.s0; ic++) {
+#pragma unroll
+        for (int kh = 0; kh < KH; kh++)
+#pragma unroll
+            for (int kw = 0; kw < KW; kw++) {
+                vec_t wv[NV];
+#pragma unroll
+                for (int v = 0; v < NV; v++)
+                    wv[v] = VLOAD(v, wk);
+                wk += d.s2;
+                const int tap = kh * DH * d.s5 + kw * DW;
+#pragma unroll
+                for (int l = 0; l < TILE_P; l++) {
+                    const vec_t xv = (vec_t)(xl[l][tap]);
+#pragma unroll
+                    for (int v = 0; v < NV; v++)
+                        acc[l][v] = fma(xv, wv[v], acc[l][v]);
+                }
+            }
+#pragma unroll
+        for (int l = 0; l < TILE_P; l++)
+            xl[l] += hpwp;
+    }
+    const int nvalid = min(TILE_O, d.s1 - o0);
+    const int npx = (int)min((uint)TILE_P, npix - t * TILE_P);
+    const ulong ybase = y_off + (ulong)(g * d.s1 + o0) * ohw;
+    float b[TILE_O];
+    for (int o = 0; o < TILE_O; o++)
+        b[o] = has_bias && o < nvalid ? bias[bias_off + g * d.s1 + o0 + o] : 0.0f;
+    /* Unrolled with a guard (not a shorter loop) so acc stays in registers. */
+#pragma unroll
+    for (int l = 0; l < TILE_P; l++) {
+        if (l >= npx)
+            continue;
+        float v[TILE_O];
+#pragma unroll
+        for (int u = 0; u < NV; u++)
+            VSTORE(acc[l][u], u, v);
+        for (int o = 0; o < nvalid; o++)
+            y[ybase + yl[l] + (ulong)o * ohw] = v[o] + b[o];
+    }
+}
+
+/* dyt[g][n][pixel][opad] from dy[N][oc*groups][ohw], output channels zero-padded to opad.
+ * Grid: {ohw, N, groups}. */
+__kernel void conv_tile_dyt(const __global float *restrict dy, ulong dy_off,
+                            __global float *restrict dyt, uint ohw, uint nimg, uint oc,
+                            uint opad, uint groups) {
+    const uint r = (uint)get_global_id(0), n = (uint)get_global_id(1);
+    const uint g = (uint)get_global_id(2);
+    if (r >= ohw || n >= nimg || g >= groups)
+        return;
+    const ulong src = dy_off + ((ulong)n * oc * groups + (ulong)g * oc) * ohw + r;
+    const ulong dst = (((ulong)g * nimg + n) * ohw + r) * opad;
+    for (uint o = 0; o < opad; o++)
+        dyt[dst + o] = 0.0f;
+    for (uint o = 0; o < oc; o++)
+        dyt[dst + o] = dy[src + (ulong)o * ohw];
+}
+
+/* dw[g*OC + o][ic][kh][kw] = sum over pixels p of dy[p][o] * xp[ic][tap(kh, kw) + at(p)].
+ * Lanes are TILE_P consecutive rows k = (ic*KH + kh)*KW + kw of dW^T. The pixels are split
+ * into chunks of `chunk` images (grid dimension 2) so that a chunk's slice of dyt stays in
+ * cache while every k tile reads it; chunk c writes its partial sums at dw + c*part_stride
+ * (conv_tile_sum adds them up when there is more than one).
+ * d: as conv_tile. Grid: {ceil(IC*KH*KW / TILE_P), OPAD/TILE_O * groups, chunks}. */
+__kernel void conv_tile_dw(const __global float *restrict xp, ulong xp_off,
+                           const __global float *restrict dyt, __global float *restrict dw,
+                           ulong dw_off, ulong part_stride, const int8 d, uint nimg,
+                           uint chunk) {
+    const int kt = (int)get_global_id(0), z = (int)get_global_id(1);
+    const uint c = (uint)get_global_id(2);
+    const int notile = d.s2 / TILE_O, taps = KH * KW, nk = d.s0 * taps;
+    if (kt * TILE_P >= nk || z >= notile * d.s3 || c * chunk >= nimg)
+        return;
+    const int g = z / notile, o0 = (z - g * notile) * TILE_O;
+    const ulong hpwp = (ulong)d.s4 * (ulong)d.s5;
+    const int icall = d.s0 * d.s3;
+    ulong kl[TILE_P];
+#pragma unroll
+    for (int l = 0; l < TILE_P; l++) {
+        const int k = min(kt * TILE_P + l, nk - 1);
+        const int ic = k / taps, tt = k - ic * taps, kh = tt / KW, kw = tt - kh * KW;
+        kl[l] = (ulong)(g * d.s0 + ic) * hpwp + (ulong)(kh * DH) * d.s5 + kw * DW;
+    }
+    vec_t acc[TILE_P][NV];
+#pragma unroll
+    for (int l = 0; l < TILE_P; l++)
+#pragma unroll
+        for (int v = 0; v < NV; v++)
+            acc[l][v] = (vec_t)(0.0f);
+    const uint ohw = (uint)(d.s6 * d.s7), n0 = c * chunk, n1 = min(nimg, n0 + chunk);
+    const __global float *dp = dyt + ((ulong)g * nimg * ohw + (ulong)n0 * ohw) * d.s2 + o0;
+    for (uint n = n0; n < n1; n++) {
+        const __global float *xn = xp + xp_off + (ulong)n * icall * hpwp;
+        for (int oh = 0; oh < d.s6; oh++) {
+            const __global float *xr = xn + (ulong)(oh * SH) * d.s5;
+            for (int ow = 0; ow < d.s7; ow++) {
+                vec_t dv[NV];
+#pragma unroll
+                for (int v = 0; v < NV; v++)
+                    dv[v] = VLOAD(v, dp);
+                dp += d.s2;
+#pragma unroll
+                for (int l = 0; l < TILE_P; l++) {
+                    const vec_t xv = (vec_t)(xr[kl[l] + ow * SW]);
+#pragma unroll
+                    for (int v = 0; v < NV; v++)
+                        acc[l][v] = fma(xv, dv[v], acc[l][v]);
+                }
+            }
+        }
+    }
+    const int nvalid = min(TILE_O, d.s1 - o0);
+    const int nrows = min(TILE_P, nk - kt * TILE_P);
+    const ulong base = dw_off + c * part_stride + (ulong)(g * d.s1 + o0) * nk + kt * TILE_P;
+#pragma unroll
+    for (int l = 0; l < TILE_P; l++) {
+        if (l >= nrows)
+            continue;
+        float v[TILE_O];
+#pragma unroll
+        for (int u = 0; u < NV; u++)
+            VSTORE(acc[l][u], u, v);
+        for (int o = 0; o < nvalid; o++)
+            dw[base + (ulong)l + (ulong)o * nk] = v[o];
+    }
+}
+
+/* y[i] = sum over c < parts of x[c*n + i], in chunk order (deterministic). Grid: {n}. */
+__kernel void conv_tile_sum(const __global float *restrict x, ulong x_off,
+                            __global float *restrict y, ulong y_off, uint n, uint parts) {
+    const uint i = (uint)get_global_id(0);
+    if (i >= n)
+        return;
+    float s = 0.0f;
+    for (uint c = 0; c < parts; c++)
+        s += x[x_off + (ulong)c * n + i];
+    y[y_off + i] = s;
+}

@@ -1,0 +1,242 @@
+/* The opencl backend's tiled convolutions for CPU devices (kernels/conv-tile.cl): forward,
+ * backward data (stride 1: a forward convolution of the padded dy with the flipped,
+ * transposed weights) and backward filter, none of them materialising a column matrix.
+ *
+ * Buffers: the backend's scratch holds the packed weights (or dy transposed) and the padded
+ * input for the length of one call; nothing else is allocated. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cl-ops.h"
+
+#define TILE_P 8  /* conv-tile.cl */
+#define TILE_O 32 /* conv-tile.cl */
+
+/* One tiled convolution "y = x (*) w" in the terms of conv-tile.cl: `ic`/`oc` channels per
+   group, input planes h x w read through padding (pt, pl), output oh x ow. */
+typedef struct {
+    size_t n, groups, ic, oc, opad, h, w, oh, ow, hp, wp;
+    long pt, pl;
+    int kh, kw, sh, sw, dh, dw;
+} tile_geom;
+
+static size_t round_up(size_t x, size_t to) {
+    return (x + to - 1) / to * to;
+}
+
+static void finish_geom(tile_geom *t) {
+    t->opad = round_up(t->oc, TILE_O);
+    t->hp = (t->oh - 1) * (size_t)t->sh + (size_t)(t->kh - 1) * (size_t)t->dh + 1;
+    t->wp = (t->ow - 1) * (size_t)t->sw + (size_t)(t->kw - 1) * (size_t)t->dw + 1;
+}
+
+/* The forward (and filter-gradient) geometry of a convolution. */
+static tile_geom forward_geom(const kiln_cl_conv_geom *g) {
+    tile_geom t = {.n = g->n,
+                   .groups = g->groups,
+                   .ic = g->cg,
+                   .oc = g->og,
+                   .h = g->h,
+                   .w = g->w,
+                   .oh = g->oh,
+                   .ow = g->ow,
+                   .pt = g->p.pad_t,
+                   .pl = g->p.pad_l,
+                   .kh = (int)g->kh,
+                   .kw = (int)g->kw,
+                   .sh = g->p.stride_h,
+                   .sw = g->p.stride_w,
+                   .dh = g->p.dil_h,
+                   .dw = g->p.dil_w};
+    finish_geom(&t);
+    return t;
+}
+
+/* Backward data of a stride-1 convolution as a forward one: dy (og channels, oh x ow) in,
+   dx (cg channels, h x w) out, padded by dilation*(k-1) - pad before. */
+static tile_geom backward_geom(const kiln_cl_conv_geom *g) {
+    tile_geom t = forward_geom(g);
+    t.ic = g->og;
+    t.oc = g->cg;
+    t.h = g->oh;
+    t.w = g->ow;
+    t.oh = g->h;
+    t.ow = g->w;
+    t.pt = (long)g->p.dil_h * (long)(g->kh - 1) - g->p.pad_t;
+    t.pl = (long)g->p.dil_w * (long)(g->kw - 1) - g->p.pad_l;
+    t.sh = t.sw = 1;
+    finish_geom(&t);
+    return t;
+}
+
+static kiln_status kernel(kiln_backend_t be, const tile_geom *t, const char *name, cl_kernel *k) {
+    /* float16 accumulators fill AVX-512 registers; elsewhere (Oclgrind among them) the same
+       tiles use float4 vectors. */
+    int vw = be->device.type == KILN_DEVICE_CPU ? 16 : 4;
+    char opts[128];
+    snprintf(opts, sizeof opts, "-DKH=%d -DKW=%d -DSH=%d -DSW=%d -DDH=%d -DDW=%d -DVW=%d", t->kh,
+             t->kw, t->sh, t->sw, t->dh, t->dw, vw);
+    return kiln_cl_get_kernel(kiln_cl(be), "conv-tile.cl", name, opts, k);
+}
+
+static cl_int8 dims(const tile_geom *t) {
+    cl_int8 d;
+    memset(&d, 0, sizeof d);
+    const size_t v[8] = {t->ic, t->oc, t->opad, t->groups, t->hp, t->wp, t->oh, t->ow};
+    for (int i = 0; i < 8; i++) d.s[i] = (cl_int)v[i];
+    return d;
+}
+
+/* xp (at element xp_off of buf) = the input padded for t. An input whose planes already
+   have xp's shape (no padding) is read in place; *in and *in_off say where to read. */
+static kiln_status pad(kiln_backend_t be, const tile_geom *t, cl_mem x, size_t x_off, cl_mem buf,
+                       size_t xp_off, cl_mem *in, size_t *in_off) {
+    if (!t->pt && !t->pl && t->hp == t->h && t->wp == t->w) {
+        *in = x;
+        *in_off = x_off;
+        return KILN_OK;
+    }
+    *in = buf;
+    *in_off = xp_off;
+    cl_kernel k;
+    cl_int8 d;
+    memset(&d, 0, sizeof d);
+    const long v[6] = {(long)t->h, (long)t->w, (long)t->hp, (long)t->wp, t->pt, t->pl};
+    for (int i = 0; i < 6; i++) d.s[i] = (cl_int)v[i];
+    cl_ulong xo = x_off, po = xp_off, planes = t->n * t->ic * t->groups;
+    kiln_status st = kernel(be, t, "conv_tile_pad", &k);
+    if (!st)
+        st = kiln_cl_args(k, "conv_tile_pad", 6, sizeof x, &x, sizeof xo, &xo, sizeof buf, &buf,
+                          sizeof po, &po, sizeof d, &d, sizeof planes, &planes);
+    const size_t global[2] = {t->hp, (size_t)planes}, local[2] = {1, 16};
+    return st ? st : kiln_cl_launch(kiln_cl(be), k, "conv_tile_pad", 2, global, local);
+}
+
+static size_t padded_elems(const tile_geom *t) {
+    return t->n * t->ic * t->groups * t->hp * t->wp;
+}
+
+/* y = conv(x, w) (+ bias) for t, w given as the convolution's own weight tensor and packed
+   (flipped for the backward-data form). */
+static kiln_status run_tile(kiln_backend_t be, const tile_geom *t, const kiln_cl_conv_geom *g,
+                            cl_mem x, size_t x_off, const kiln_tensor *w, int flip,
+                            const kiln_tensor *bias, cl_mem y, size_t y_off) {
+    kiln_cl_ctx *cl = kiln_cl(be);
+    const size_t taps = (size_t)t->kh * (size_t)t->kw;
+    const size_t wp_elems = round_up(t->groups * t->ic * taps * t->opad, 16);
+    cl_mem buf, in;
+    size_t in_off;
+    kiln_status st = kiln_cl_get_scratch(cl, (wp_elems + padded_elems(t)) * sizeof(float), &buf);
+    if (st) return st;
+    if ((st = pad(be, t, x, x_off, buf, wp_elems, &in, &in_off))) return st;
+
+    cl_kernel k;
+    cl_int8 d = dims(t);
+    d.s[3] = flip;
+    d.s[4] = (cl_int)g->cg;
+    d.s[5] = (cl_int)g->og;
+    cl_mem wm = kiln_cl_mem(w);
+    cl_ulong wo = kiln_cl_off(w), zero = 0;
+    if ((st = kernel(be, t, "conv_tile_pack_w", &k)) ||
+        (st = kiln_cl_args(k, "conv_tile_pack_w", 5, sizeof wm, &wm, sizeof wo, &wo, sizeof buf,
+                           &buf, sizeof zero, &zero, sizeof d, &d)))
+        return st;
+    size_t gw[3] = {t->opad, t->ic * taps, t->groups}, lw[3] = {TILE_O, 1, 1};
+    if ((st = kiln_cl_launch(cl, k, "conv_tile_pack_w", 3, gw, lw))) return st;
+
+    d = dims(t);
+    cl_uint npix = (cl_uint)(t->n * t->oh * t->ow);
+    cl_mem bm = bias ? kiln_cl_mem(bias) : buf;
+    cl_ulong io = in_off, bo = bias ? kiln_cl_off(bias) : 0, yo = y_off;
+    cl_int has = bias != NULL;
+    if ((st = kernel(be, t, "conv_tile", &k)) ||
+        (st = kiln_cl_args(k, "conv_tile", 11, sizeof in, &in, sizeof io, &io, sizeof buf, &buf,
+                           sizeof zero, &zero, sizeof bm, &bm, sizeof bo, &bo, sizeof has, &has,
+                           sizeof y, &y, sizeof yo, &yo, sizeof d, &d, sizeof npix, &npix)))
+        return st;
+    size_t gc[2] = {(npix + TILE_P - 1) / TILE_P, t->opad / TILE_O * t->groups}, lc[2] = {1, 1};
+    return kiln_cl_launch(cl, k, "conv_tile", 2, gc, lc);
+}
+
+int kiln_cl_conv_tile_fits(const kiln_cl_conv_geom *g, int backward_data) {
+    /* 32-bit pixel and element indices inside the kernels */
+    size_t pix = g->n * (g->oh * g->ow > g->h * g->w ? g->oh * g->ow : g->h * g->w);
+    if (pix >= ((size_t)1 << 31) || g->n * g->c * (g->h + 64) * (g->w + 64) >= ((size_t)1 << 31))
+        return 0;
+    return !backward_data || (g->p.stride_h == 1 && g->p.stride_w == 1);
+}
+
+kiln_status kiln_cl_conv_tile_forward(kiln_backend_t be, const kiln_cl_conv_geom *g,
+                                      const kiln_tensor *x, const kiln_tensor *w,
+                                      const kiln_tensor *bias, kiln_tensor *y) {
+    tile_geom t = forward_geom(g);
+    return run_tile(be, &t, g, kiln_cl_mem(x), kiln_cl_off(x), w, 0, bias, kiln_cl_mem(y),
+                    kiln_cl_off(y));
+}
+
+kiln_status kiln_cl_conv_tile_backward_data(kiln_backend_t be, const kiln_cl_conv_geom *g,
+                                            const kiln_tensor *dy, const kiln_tensor *w,
+                                            kiln_tensor *dx) {
+    tile_geom t = backward_geom(g);
+    return run_tile(be, &t, g, kiln_cl_mem(dy), kiln_cl_off(dy), w, 1, NULL, kiln_cl_mem(dx),
+                    kiln_cl_off(dx));
+}
+
+/* Bytes of dy (transposed) per pixel chunk of the filter gradient: small enough to stay in a
+   core's L2 while every k tile of the chunk reads it. */
+#define DW_CHUNK_BYTES ((size_t)256 << 10)
+
+kiln_status kiln_cl_conv_tile_backward_filter(kiln_backend_t be, const kiln_cl_conv_geom *g,
+                                              const kiln_tensor *x, const kiln_tensor *dy,
+                                              kiln_tensor *dw) {
+    kiln_cl_ctx *cl = kiln_cl(be);
+    tile_geom t = forward_geom(g);
+    const size_t ohw = t.oh * t.ow, npix = t.n * ohw, nk = t.ic * (size_t)t.kh * (size_t)t.kw;
+    size_t chunk = DW_CHUNK_BYTES / (ohw * TILE_O * sizeof(float));
+    chunk = chunk < 1 ? 1 : chunk > t.n ? t.n : chunk;
+    const size_t nchunks = (t.n + chunk - 1) / chunk;
+    const size_t dw_elems = t.groups * t.oc * nk;
+    const size_t dyt_elems = round_up(t.groups * npix * t.opad, 16);
+    const size_t part_elems = nchunks > 1 ? round_up(nchunks * dw_elems, 16) : 0;
+    cl_mem buf, in;
+    size_t in_off;
+    kiln_status st =
+        kiln_cl_get_scratch(cl, (dyt_elems + part_elems + padded_elems(&t)) * sizeof(float), &buf);
+    if (st) return st;
+    if ((st = pad(be, &t, kiln_cl_mem(x), kiln_cl_off(x), buf, dyt_elems + part_elems, &in,
+                  &in_off)))
+        return st;
+
+    cl_kernel k;
+    cl_int8 d = dims(&t);
+    cl_mem dym = kiln_cl_mem(dy), dwm = kiln_cl_mem(dw);
+    cl_ulong dyo = kiln_cl_off(dy), io = in_off;
+    cl_uint nimg = (cl_uint)t.n, ch = (cl_uint)chunk, u_ohw = (cl_uint)ohw, u_oc = (cl_uint)t.oc,
+            u_opad = (cl_uint)t.opad, u_groups = (cl_uint)t.groups;
+    if ((st = kernel(be, &t, "conv_tile_dyt", &k)) ||
+        (st = kiln_cl_args(k, "conv_tile_dyt", 8, sizeof dym, &dym, sizeof dyo, &dyo, sizeof buf,
+                           &buf, sizeof u_ohw, &u_ohw, sizeof nimg, &nimg, sizeof u_oc, &u_oc,
+                           sizeof u_opad, &u_opad, sizeof u_groups, &u_groups)))
+        return st;
+    size_t gt[3] = {ohw, t.n, t.groups}, lt[3] = {64, 1, 1};
+    if ((st = kiln_cl_launch(cl, k, "conv_tile_dyt", 3, gt, lt))) return st;
+    /* One chunk writes dw directly; several write partial sums that conv_tile_sum adds. */
+    cl_mem out = nchunks > 1 ? buf : dwm;
+    cl_ulong out_off = nchunks > 1 ? dyt_elems : kiln_cl_off(dw), part_stride = dw_elems;
+    if ((st = kernel(be, &t, "conv_tile_dw", &k)) ||
+        (st = kiln_cl_args(k, "conv_tile_dw", 9, sizeof in, &in, sizeof io, &io, sizeof buf, &buf,
+                           sizeof out, &out, sizeof out_off, &out_off, sizeof part_stride,
+                           &part_stride, sizeof d, &d, sizeof nimg, &nimg, sizeof ch, &ch)))
+        return st;
+    size_t gd[3] = {(nk + TILE_P - 1) / TILE_P, t.opad / TILE_O * t.groups, nchunks},
+           ld[3] = {1, 1, 1};
+    if ((st = kiln_cl_launch(cl, k, "conv_tile_dw", 3, gd, ld)) || nchunks == 1) return st;
+    cl_ulong dwo = kiln_cl_off(dw), po = dyt_elems;
+    cl_uint n = (cl_uint)dw_elems, parts = (cl_uint)nchunks;
+    if ((st = kernel(be, &t, "conv_tile_sum", &k)) ||
+        (st = kiln_cl_args(k, "conv_tile_sum", 6, sizeof buf, &buf, sizeof po, &po, sizeof dwm,
+                           &dwm, sizeof dwo, &dwo, sizeof n, &n, sizeof parts, &parts)))
+        return st;
+    size_t gs = dw_elems, ls = 64;
+    return kiln_cl_launch(cl, k, "conv_tile_sum", 1, &gs, &ls);
+}
