@@ -29,6 +29,11 @@ struct kiln_backend_iface {
     /* Optional: waits on / frees an event this backend returned. */
     kiln_status (*event_wait)(kiln_backend_t be, void *event);
     void (*event_free)(kiln_backend_t be, void *event);
+    /* Optional: maps a whole buffer into host memory without copying (devices that share
+       host memory, e.g. CPU OpenCL devices), after all queued work on it; NULL when the
+       device cannot (the host fallback then stages copies). unmap releases the mapping. */
+    void *(*map)(kiln_backend_t be, void *handle, size_t size);
+    void (*unmap)(kiln_backend_t be, void *handle, void *ptr);
     /* Optional: program-cache counters. */
     void (*stats)(kiln_backend_t be, kiln_backend_stats *out);
     /* Frees ctx. */
@@ -131,6 +136,9 @@ kiln_status kiln_atomic_open(const char *path, kiln_atomic_file **out);
 kiln_status kiln_atomic_write(kiln_atomic_file *af, const void *data, size_t n);
 kiln_status kiln_atomic_commit(kiln_atomic_file *af);
 void kiln_atomic_abort(kiln_atomic_file *af);
+
+/* Runs fn on dst; under KILN_PROFILE also times it (synchronised) for the exit report. */
+kiln_status kiln_profile_run(kiln_backend_t be, kiln_op_fn fn, kiln_tensor *dst);
 
 /* Monotonic seconds, for timing and progress. */
 double kiln_time_s(void);

@@ -267,19 +267,27 @@ kiln_status kiln_backend_init(const char *bspec, const char *dspec, kiln_backend
         return st;
     }
     int on_device = sel.device_index >= 0;
-    /* auto measures per shape where kiln's kernels and CLBlast both implement an op (not
-       under Oclgrind, a simulator, nor for ops that update their sources in place). */
-    int can_tune = on_device && kiln_clblast_available(be) && !is_oclgrind(&be->device);
+    /* auto measures per shape where an op has several implementations: kiln's kernels,
+       CLBlast's, and on CPU devices OpenBLAS's GEMM on the buffers mapped in place (the host
+       fallback, zero-copy there). Not under Oclgrind, a simulator, nor for ops that update
+       their sources in place. */
+    int can_tune = on_device && !is_oclgrind(&be->device);
+    int clblast = can_tune && kiln_clblast_available(be);
+    int host_gemm = can_tune && be->device.type == KILN_DEVICE_CPU;
     for (int op = 1; op < KILN_OP_COUNT; op++) {
         int want_auto = bs.override[op] == PROV_AUTO || (bs.override[op] < 0 && bs.auto_base);
+        int with_clblast = clblast && providers[PROV_CLBLAST].ops[op];
+        int with_host = host_gemm && op == KILN_OP_GEMM;
         if (can_tune && want_auto && !kiln_op_written_srcs((kiln_op)op) &&
-            providers[PROV_OPENCL].ops[op] && providers[PROV_CLBLAST].ops[op]) {
+            providers[PROV_OPENCL].ops[op] && (with_clblast || with_host)) {
             if (!be->tuner && (st = kiln_tuner_init(be))) {
                 kiln_backend_free(be);
                 return st;
             }
             kiln_tuner_add(be, (kiln_op)op, providers[PROV_OPENCL].ops[op], "opencl");
-            kiln_tuner_add(be, (kiln_op)op, providers[PROV_CLBLAST].ops[op], "clblast");
+            if (with_clblast)
+                kiln_tuner_add(be, (kiln_op)op, providers[PROV_CLBLAST].ops[op], "clblast");
+            if (with_host) kiln_tuner_add(be, (kiln_op)op, kiln_host_fallback, "cpu");
             be->ops[op] = kiln_auto_dispatch;
             be->provider[op] = "auto";
             continue;
@@ -426,7 +434,7 @@ kiln_status kiln_compute(kiln_backend_t be, kiln_tensor *dst) {
     if (!fn)
         return kiln_error(KILN_UNSUPPORTED, "op %s has no implementation on backend %s",
                           kiln_op_name(dst->op), be->name);
-    st = fn(be, dst);
+    st = kiln_profile_run(be, fn, dst);
     if (st) kiln_error_append(" [op %s on %s]", kiln_op_name(dst->op), be->provider[dst->op]);
     return st;
 }
@@ -451,18 +459,68 @@ static kiln_status stage(kiln_backend_t be, const kiln_tensor *t, staged *s) {
                            NULL);
 }
 
-kiln_status kiln_host_fallback(kiln_backend_t be, kiln_tensor *dst) {
+static kiln_status host_backend(kiln_backend_t be) {
+    if (be->host) return KILN_OK;
+    be->host = calloc(1, sizeof *be->host);
+    if (!be->host) return kiln_error(KILN_OUT_OF_MEMORY, "fallback: out of host memory");
+    snprintf(be->host->name, sizeof be->host->name, "cpu");
+    kiln_status st = kiln_cpu_backend_setup(be->host);
+    if (st) {
+        free(be->host);
+        be->host = NULL;
+    }
+    return st;
+}
+
+/* The zero-copy form, on devices whose buffers the host can map in place: each distinct
+   buffer of dst and its sources is mapped once (a buffer may back several of them), the cpu
+   op runs on the mapped memory, and everything is unmapped. Returns KILN_UNSUPPORTED (with
+   nothing done) when a buffer cannot be mapped. */
+static kiln_status host_mapped(kiln_backend_t be, kiln_tensor *dst) {
+    const kiln_tensor *ts[KILN_MAX_SRC + 1] = {dst};
+    for (int i = 0; i < KILN_MAX_SRC; i++) ts[i + 1] = dst->src[i];
+    struct kiln_buffer maps[KILN_MAX_SRC + 1];
+    void *mapped_from[KILN_MAX_SRC + 1];
+    kiln_tensor host[KILN_MAX_SRC + 1];
+    int nmaps = 0, which[KILN_MAX_SRC + 1];
     kiln_status st = KILN_OK;
-    if (!be->host) {
-        be->host = calloc(1, sizeof *be->host);
-        if (!be->host) return kiln_error(KILN_OUT_OF_MEMORY, "fallback: out of host memory");
-        snprintf(be->host->name, sizeof be->host->name, "cpu");
-        st = kiln_cpu_backend_setup(be->host);
-        if (st) {
-            free(be->host);
-            be->host = NULL;
-            return st;
+    for (int i = 0; i <= KILN_MAX_SRC && !st; i++) {
+        which[i] = -1;
+        if (!ts[i]) continue;
+        const struct kiln_buffer *b = ts[i]->buffer;
+        for (int m = 0; m < nmaps && which[i] < 0; m++)
+            if (mapped_from[m] == b->handle) which[i] = m;
+        if (which[i] >= 0) continue;
+        void *p = be->iface->map(be, b->handle, b->size);
+        if (!p) {
+            st = KILN_UNSUPPORTED;
+            break;
         }
+        maps[nmaps] = (struct kiln_buffer){be->host, p, b->size};
+        mapped_from[nmaps] = b->handle;
+        which[i] = nmaps++;
+    }
+    if (!st) {
+        for (int i = 0; i <= KILN_MAX_SRC; i++) {
+            if (!ts[i]) continue;
+            host[i] = *ts[i];
+            host[i].buffer = &maps[which[i]];
+        }
+        kiln_tensor node = host[0];
+        for (int i = 0; i < KILN_MAX_SRC; i++) node.src[i] = ts[i + 1] ? &host[i + 1] : NULL;
+        st = kiln_cpu_ops[dst->op](be->host, &node);
+        if (st == KILN_UNSUPPORTED) st = KILN_INTERNAL; /* only a failed map means "copy" */
+    }
+    for (int m = 0; m < nmaps; m++) be->iface->unmap(be, mapped_from[m], maps[m].handle);
+    return st;
+}
+
+kiln_status kiln_host_fallback(kiln_backend_t be, kiln_tensor *dst) {
+    kiln_status st = host_backend(be);
+    if (st) return st;
+    if (be->iface->map) {
+        st = host_mapped(be, dst);
+        if (st != KILN_UNSUPPORTED) return st;
     }
     /* s[0] is dst (ops like GEMM with beta != 0 read it), s[1 + i] is src[i]; sources may
        be NULL (an absent bias). Sources sharing dst's storage are staged separately, which

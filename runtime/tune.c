@@ -204,11 +204,14 @@ kiln_status kiln_auto_dispatch(kiln_backend_t be, kiln_tensor *dst) {
     kiln_buffer_free(scratch.buffer);
     if (best_ms < 0)
         return kiln_error(KILN_INTERNAL, "auto: no implementation of %s ran", kiln_op_name(op));
-    char shape[96];
+    char shape[96], others[160] = "";
     kiln_tensor_describe(dst, shape, sizeof shape);
-    kiln_log(KILN_LOG_INFO, "auto: %s -> %s %s (%.3f ms; %s %.3f ms)", kiln_op_name(op), shape,
-             t->cand_name[op][best], best_ms, t->cand_name[op][!best],
-             t->ncand[op] > 1 ? ms[!best] : 0.0);
+    for (int c = 0, at = 0; c < t->ncand[op]; c++)
+        if (c != best && at < (int)sizeof others)
+            at += snprintf(others + at, sizeof others - (size_t)at, "; %s %.3f ms",
+                           t->cand_name[op][c], ms[c]);
+    kiln_log(KILN_LOG_INFO, "auto: %s -> %s %s (%.3f ms%s)", kiln_op_name(op), shape,
+             t->cand_name[op][best], best_ms, others);
     be->tune_measured++;
     if (insert(t, key, best)) store(t, be);
     return t->cand[op][best](be, dst);

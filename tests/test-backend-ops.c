@@ -2,7 +2,7 @@
    cpu backend (normalized error, NaN/Inf, untouched padding and in-place state), and checks
    gradients against central differences of the double-precision forward.
 
-   usage: test-backend-ops [-b BACKEND] [-o OP] [-c TEXT] [-s] [-v] [-g]
+   usage: test-backend-ops [-b BACKEND[,OP=BACKEND...]] [-o OP] [-c TEXT] [-s] [-v] [-g]
      -b  only this backend (cpu, opencl, clblast)   -o  only this op or family (gemm, conv2d)
      -c  only cases whose name contains TEXT        -s  small cases only (for Oclgrind)
      -v  print every case                           -g  gradient checks only
@@ -403,9 +403,14 @@ int main(int argc, char **argv) {
             return 2;
         }
     }
-    if (only_backend && strcmp(only_backend, "cpu") && strcmp(only_backend, "opencl") &&
-        strcmp(only_backend, "clblast")) {
-        fprintf(stderr, "unknown backend '%s'; valid: cpu, opencl, clblast\n", only_backend);
+    /* -b may carry per-op overrides ("opencl,gemm=cpu": GEMM through the host fallback). */
+    char base[16] = "";
+    if (only_backend)
+        snprintf(base, sizeof base, "%.*s", (int)strcspn(only_backend, ","), only_backend);
+    if (only_backend && strcmp(base, "cpu") && strcmp(base, "opencl") && strcmp(base, "clblast")) {
+        fprintf(stderr,
+                "unknown backend '%s'; valid: cpu, opencl, clblast (each may add ,OP=BACKEND)\n",
+                only_backend);
         return 2;
     }
     kiln_cases_gemm();
@@ -434,7 +439,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "cannot start the cpu backend: %s\n", kiln_last_error());
         return 1;
     }
-    if (!only_backend || !strcmp(only_backend, "cpu")) {
+    if (!only_backend || !strcmp(base, "cpu")) {
         snprintf(bes[nb].label, sizeof bes[nb].label, "cpu");
         bes[nb++].be = ref;
     }
@@ -451,12 +456,13 @@ int main(int argc, char **argv) {
         }
         for (int k = 0; k < 2 && nb < 64; k++) {
             const char *name = k ? "clblast" : "opencl";
-            if (only_backend && strcmp(only_backend, name)) continue;
-            if (kiln_backend_init(name, idx, &bes[nb].be)) {
+            if (only_backend && strcmp(base, name)) continue;
+            if (kiln_backend_init(only_backend ? only_backend : name, idx, &bes[nb].be)) {
                 printf("skipping %s on device %d: %s\n", name, d, kiln_last_error());
                 continue;
             }
-            snprintf(bes[nb].label, sizeof bes[nb].label, "%s@%s", name, devs[d].name);
+            snprintf(bes[nb].label, sizeof bes[nb].label, "%s@%s",
+                     only_backend ? only_backend : name, devs[d].name);
             nb++;
         }
     }

@@ -104,7 +104,22 @@ static void cl_stats(kiln_backend_t be, kiln_backend_stats *out) {
     *out = kiln_cl(be)->stats;
 }
 
+static void *cl_map(kiln_backend_t be, void *handle, size_t size) {
+    kiln_cl_ctx *cl = kiln_cl(be);
+    if (!cl->host_shared) return NULL;
+    cl_int err;
+    void *p = clEnqueueMapBuffer(cl->queue, (cl_mem)handle, CL_TRUE, CL_MAP_READ | CL_MAP_WRITE, 0,
+                                 size, 0, NULL, NULL, &err);
+    return err == CL_SUCCESS ? p : NULL;
+}
+
+static void cl_unmap(kiln_backend_t be, void *handle, void *ptr) {
+    clEnqueueUnmapMemObject(kiln_cl(be)->queue, (cl_mem)handle, ptr, 0, NULL, NULL);
+}
+
 static const struct kiln_backend_iface cl_iface = {
+    .map = cl_map,
+    .unmap = cl_unmap,
     .stats = cl_stats,
     .buffer_alloc = cl_alloc,
     .buffer_free = cl_free_buffer,
@@ -171,6 +186,9 @@ kiln_status kiln_cl_backend_setup(kiln_backend_t be, const kiln_device_info *dev
         return st;
     }
     cl->oclgrind = strstr(dev->platform, "Oclgrind") != NULL;
+    cl_bool unified = CL_FALSE;
+    clGetDeviceInfo(cl->device, CL_DEVICE_HOST_UNIFIED_MEMORY, sizeof unified, &unified, NULL);
+    cl->host_shared = unified && dev->type == KILN_DEVICE_CPU && !cl->oclgrind;
     cl->queue = clCreateCommandQueue(cl->context, cl->device, 0, &err);
     if (err != CL_SUCCESS) {
         st = kiln_cl_fail(err, "creating a queue on %s", dev->name);

@@ -35,6 +35,7 @@ typedef struct kiln_cl_ctx {
     kiln_backend_stats stats;
     void *gemm_tune; /* struct kiln_gemm_tune, filled on first GEMM */
     int oclgrind;    /* the Oclgrind simulator (see kiln_cl_workspace) */
+    int host_shared; /* a CPU device whose buffers are host memory: maps copy nothing */
 } kiln_cl_ctx;
 
 static inline kiln_cl_ctx *kiln_cl(kiln_backend_t be) {

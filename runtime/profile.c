@@ -1,0 +1,95 @@
+/* KILN_PROFILE=1: per-node op timings, printed to stderr when the process exits.
+ *
+ * Each op is followed by a synchronize so its time is its own (this serialises the queue:
+ * profile runs are slower than normal ones, but the split between ops is what matters).
+ * Entries are keyed by (op, node name, provider), so a model's layers show up separately. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend-impl.h"
+#include "kiln/ops.h"
+
+#define PROFILE_SLOTS 1024
+
+typedef struct {
+    kiln_op op;
+    char name[32];
+    const char *provider;
+    long calls;
+    double seconds;
+} profile_entry;
+
+static pthread_mutex_t profile_lock = PTHREAD_MUTEX_INITIALIZER;
+static profile_entry profile_table[PROFILE_SLOTS];
+static int profile_used, profile_state; /* state: 0 unknown, 1 on, -1 off */
+
+static int by_time(const void *a, const void *b) {
+    double x = ((const profile_entry *)a)->seconds, y = ((const profile_entry *)b)->seconds;
+    return (x < y) - (x > y);
+}
+
+static void profile_report(void) {
+    pthread_mutex_lock(&profile_lock);
+    qsort(profile_table, (size_t)profile_used, sizeof *profile_table, by_time);
+    double total = 0.0, per_op[KILN_OP_COUNT] = {0};
+    for (int i = 0; i < profile_used; i++) {
+        total += profile_table[i].seconds;
+        per_op[profile_table[i].op] += profile_table[i].seconds;
+    }
+    fprintf(stderr, "\nkiln profile (KILN_PROFILE): %.3f s in ops\n", total);
+    fprintf(stderr, "%-20s %-24s %-10s %8s %10s %10s %6s\n", "op", "node", "provider", "calls",
+            "total ms", "ms/call", "%");
+    for (int i = 0; i < profile_used && i < 40; i++) {
+        const profile_entry *e = &profile_table[i];
+        fprintf(stderr, "%-20s %-24s %-10s %8ld %10.1f %10.3f %6.1f\n", kiln_op_name(e->op),
+                e->name, e->provider ? e->provider : "?", e->calls, e->seconds * 1e3,
+                e->seconds * 1e3 / (double)e->calls, total > 0 ? 100.0 * e->seconds / total : 0);
+    }
+    fprintf(stderr, "by op:\n");
+    for (int op = 0; op < KILN_OP_COUNT; op++)
+        if (per_op[op] > 0)
+            fprintf(stderr, "  %-20s %10.1f ms %6.1f%%\n", kiln_op_name((kiln_op)op),
+                    per_op[op] * 1e3, total > 0 ? 100.0 * per_op[op] / total : 0);
+    pthread_mutex_unlock(&profile_lock);
+}
+
+static int profile_enabled(void) {
+    if (profile_state) return profile_state > 0;
+    pthread_mutex_lock(&profile_lock);
+    if (!profile_state) {
+        const char *v = getenv("KILN_PROFILE");
+        profile_state = v && *v && strcmp(v, "0") ? 1 : -1;
+        if (profile_state > 0) atexit(profile_report);
+    }
+    pthread_mutex_unlock(&profile_lock);
+    return profile_state > 0;
+}
+
+kiln_status kiln_profile_run(kiln_backend_t be, kiln_op_fn fn, kiln_tensor *dst) {
+    if (!profile_enabled()) return fn(be, dst);
+    kiln_backend_synchronize(be);
+    double t0 = kiln_time_s();
+    kiln_status st = fn(be, dst);
+    if (!st) st = kiln_backend_synchronize(be);
+    double dt = kiln_time_s() - t0;
+    pthread_mutex_lock(&profile_lock);
+    int i = 0;
+    while (i < profile_used &&
+           (profile_table[i].op != dst->op || profile_table[i].provider != be->provider[dst->op] ||
+            strncmp(profile_table[i].name, dst->name, sizeof profile_table[i].name)))
+        i++;
+    if (i < PROFILE_SLOTS) {
+        if (i == profile_used) {
+            profile_used++;
+            profile_table[i].op = dst->op;
+            profile_table[i].provider = be->provider[dst->op];
+            snprintf(profile_table[i].name, sizeof profile_table[i].name, "%s", dst->name);
+        }
+        profile_table[i].calls++;
+        profile_table[i].seconds += dt;
+    }
+    pthread_mutex_unlock(&profile_lock);
+    return st;
+}
