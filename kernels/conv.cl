@@ -216,6 +216,31 @@ __kernel void bias_grad_rows(const __global float *dy, ulong dy_off, __global fl
     part[part_off + (ulong)ni * c + ci] = (s0 + s1) + (s2 + s3);
 }
 
+/* CPU form, one stage: db[c] = sum over n (in order) of the plane sums of dy[n][c]; one
+ * work-item per channel streams its planes (a work-item per plane would be vectorised across
+ * planes, i.e. into strided gathers). Grid: (C). */
+__kernel void bias_grad_planes(const __global float *dy, ulong dy_off, __global float *db,
+                               ulong db_off, uint c, uint n, ulong plane)
+{
+    const uint ci = (uint)get_global_id(0);
+    if (ci >= c) return;
+    float s = 0.0f;
+    for (uint ni = 0; ni < n; ni++) {
+        const __global float *p = dy + dy_off + ((ulong)ni * c + ci) * plane;
+        float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
+        ulong i = 0;
+        for (; i + 4 <= plane; i += 4) {
+            s0 += p[i];
+            s1 += p[i + 1];
+            s2 += p[i + 2];
+            s3 += p[i + 3];
+        }
+        for (; i < plane; i++) s0 += p[i];
+        s += (s0 + s1) + (s2 + s3);
+    }
+    db[db_off + ci] = s;
+}
+
 /* Stage 2: db[c] = sum over n of part[n][c], in order. Grid: (C). */
 __kernel void bias_grad_cols(const __global float *part, ulong part_off, __global float *db,
                              ulong db_off, uint c, uint n)

@@ -76,7 +76,7 @@ kiln_status kiln_cl_backend_setup(kiln_backend_t be, const kiln_device_info *dev
 int kiln_clblast_available(kiln_backend_t be);
 
 /* The auto backend (tune.c): candidates per op, measured per shape on first use. */
-#define KILN_TUNE_MAX 2
+#define KILN_TUNE_MAX 4
 kiln_status kiln_tuner_init(kiln_backend_t be);
 void kiln_tuner_add(kiln_backend_t be, kiln_op op, kiln_op_fn fn, const char *name);
 /* Loads persisted choices once every candidate is added. */

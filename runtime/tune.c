@@ -141,6 +141,12 @@ void kiln_tuner_ready(kiln_backend_t be) {
     h = kiln_hash64(h, d->driver_version, strlen(d->driver_version));
     h = kiln_hash64(h, d->platform, strlen(d->platform));
     h = kiln_hash64(h, d->platform_version, strlen(d->platform_version));
+    /* A different set of candidates (a new implementation, CLBlast installed) re-measures. */
+    for (int op = 0; op < KILN_OP_COUNT; op++)
+        for (int c = 0; c < t->ncand[op]; c++) {
+            h = kiln_hash64(h, &op, sizeof op);
+            h = kiln_hash64(h, t->cand_name[op][c], strlen(t->cand_name[op][c]));
+        }
     snprintf(t->path, sizeof t->path, "%s/%016" PRIx64 ".txt", dir, h);
     load(be, t);
 }

@@ -400,13 +400,25 @@ kiln_status kiln_cl_bias_grad(kiln_backend_t be, kiln_tensor *dst) {
     for (int d = 2; d < dy->ndim; d++) plane *= (cl_ulong)dy->shape[d];
     cl_mem dym = kiln_cl_mem(dy), dbm = kiln_cl_mem(dst), part = dbm;
     cl_ulong dyo = kiln_cl_off(dy), dbo = kiln_cl_off(dst), po = dbo;
-    kiln_status st = KILN_OK;
+    conv_tune tn;
+    kiln_status st = tune(be, &tn);
+    if (st) return st;
+    cl_kernel k;
+    /* The CPU algorithms (TILE) include the one-stage form. */
+    if (tn.tile && n > 0) {
+        size_t global[3] = {c, 1, 1}, local[3] = {1, 1, 1};
+        if ((st = kernel(be, "bias_grad_planes", &k)) ||
+            (st = kiln_cl_args(k, "bias_grad_planes", 7, sizeof dym, &dym, sizeof dyo, &dyo,
+                               sizeof dbm, &dbm, sizeof dbo, &dbo, sizeof c, &c, sizeof n, &n,
+                               sizeof plane, &plane)))
+            return st;
+        return kiln_cl_launch(kiln_cl(be), k, "bias_grad_planes", 1, global, local);
+    }
     /* One image: the row sums are the result. */
     if (n > 1) {
         if ((st = new_buffer(be, (size_t)n * c * sizeof(float), &part))) return st;
         po = 0;
     }
-    cl_kernel k;
     if (!(st = kernel(be, "bias_grad_rows", &k)) &&
         !(st = kiln_cl_args(k, "bias_grad_rows", 7, sizeof dym, &dym, sizeof dyo, &dyo, sizeof part,
                             &part, sizeof po, &po, sizeof c, &c, sizeof n, &n, sizeof plane,
