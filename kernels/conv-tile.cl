@@ -103,15 +103,11 @@ __kernel void conv_tile_pack_w(const __global float *restrict w, ulong w_off,
 /* y[N][OC*G][OH][OW] (+ bias) from xp (padded, IC*G channels) and wp.
  * d: s0 IC (per group), s1 OC (per group), s2 OPAD, s3 groups, s4 Hp, s5 Wp, s6 OH, s7 OW.
  * Grid: {ceil(N*OH*OW / TILE_P), OPAD/TILE_O * groups}. */
-__kernel void conv_tile(const __global float *restrict xp, ulong xp_off,
-                        const __global float *restrict wp, ulong wp_off,
-                        const __global float *restrict bias, ulong bias_off, int has_bias,
-                        __global float *restrict y, ulong y_off, const int8 d, uint npix) {
-    const uint t = (uint)get_global_id(0);
-    const int z = (int)get_global_id(1), notile = d.s2 / TILE_O;
-    if (t * TILE_P >= npix || z >= notile * d.s3)
-        return;
-    const int g = z / notile, o0 = (z - g * notile) * TILE_O;
+void conv_tile_one(const __global float *restrict xp, ulong xp_off,
+                   const __global float *restrict wp, ulong wp_off,
+                   const __global float *restrict bias, ulong bias_off, int has_bias,
+                   __global float *restrict y, ulong y_off, const int8 d, uint npix, uint t,
+                   int g, int o0) {
     const uint ohw = (uint)(d.s6 * d.s7);
     const ulong hpwp = (ulong)d.s4 * (ulong)d.s5;
     const int icall = d.s0 * d.s3;
@@ -176,6 +172,23 @@ __kernel void conv_tile(const __global float *restrict xp, ulong xp_off,
         for (int o = 0; o < nvalid; o++)
             y[ybase + yl[l] + (ulong)o * ohw] = v[o] + b[o];
     }
+}
+
+/* Work-item (i, z) computes pixel tiles [i*per, (i+1)*per) of output-channel tile z: a few
+ * tiles per item amortise the per-work-group cost of a CPU runtime and reuse the weights. */
+__kernel void conv_tile(const __global float *restrict xp, ulong xp_off,
+                        const __global float *restrict wp, ulong wp_off,
+                        const __global float *restrict bias, ulong bias_off, int has_bias,
+                        __global float *restrict y, ulong y_off, const int8 d, uint npix,
+                        uint per) {
+    const uint i = (uint)get_global_id(0);
+    const int z = (int)get_global_id(1), notile = d.s2 / TILE_O;
+    if (z >= notile * d.s3)
+        return;
+    const int g = z / notile, o0 = (z - g * notile) * TILE_O;
+    for (uint t = i * per; t < (i + 1) * per && t * TILE_P < npix; t++)
+        conv_tile_one(xp, xp_off, wp, wp_off, bias, bias_off, has_bias, y, y_off, d, npix, t, g,
+                      o0);
 }
 
 /* dyt[g][n][pixel][opad] from dy[N][oc*groups][ohw], output channels zero-padded to opad.

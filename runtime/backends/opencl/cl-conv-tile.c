@@ -11,6 +11,10 @@
 
 #define TILE_P 8  /* conv-tile.cl */
 #define TILE_O 32 /* conv-tile.cl */
+/* conv_tile's work split: each work-item takes up to MAX_TILES_PER_ITEM tiles, keeping at
+   least ITEMS_PER_CU work-items per compute unit. */
+#define ITEMS_PER_CU       64
+#define MAX_TILES_PER_ITEM 16
 
 /* One tiled convolution "y = x (*) w" in the terms of conv-tile.cl: `ic`/`oc` channels per
    group, input planes h x w read through padding (pt, pl), output oh x ow. */
@@ -149,12 +153,20 @@ static kiln_status run_tile(kiln_backend_t be, const tile_geom *t, const kiln_cl
     cl_mem bm = bias ? kiln_cl_mem(bias) : buf;
     cl_ulong io = in_off, bo = bias ? kiln_cl_off(bias) : 0, yo = y_off;
     cl_int has = bias != NULL;
+    /* Tiles per work-item: several, while leaving at least ITEMS_PER_CU items per compute
+       unit for load balance. */
+    size_t tiles = (npix + TILE_P - 1) / TILE_P, otiles = t->opad / TILE_O * t->groups;
+    size_t cus = be->device.compute_units ? be->device.compute_units : 1;
+    size_t per = tiles * otiles / (ITEMS_PER_CU * cus);
+    per = per < 1 ? 1 : per > MAX_TILES_PER_ITEM ? MAX_TILES_PER_ITEM : per;
+    cl_uint u_per = (cl_uint)per;
     if ((st = kernel(be, t, "conv_tile", &k)) ||
-        (st = kiln_cl_args(k, "conv_tile", 11, sizeof in, &in, sizeof io, &io, sizeof buf, &buf,
+        (st = kiln_cl_args(k, "conv_tile", 12, sizeof in, &in, sizeof io, &io, sizeof buf, &buf,
                            sizeof zero, &zero, sizeof bm, &bm, sizeof bo, &bo, sizeof has, &has,
-                           sizeof y, &y, sizeof yo, &yo, sizeof d, &d, sizeof npix, &npix)))
+                           sizeof y, &y, sizeof yo, &yo, sizeof d, &d, sizeof npix, &npix,
+                           sizeof u_per, &u_per)))
         return st;
-    size_t gc[2] = {(npix + TILE_P - 1) / TILE_P, t->opad / TILE_O * t->groups}, lc[2] = {1, 1};
+    size_t gc[2] = {(tiles + per - 1) / per, otiles}, lc[2] = {1, 1};
     return kiln_cl_launch(cl, k, "conv_tile", 2, gc, lc);
 }
 
