@@ -78,7 +78,11 @@ static int split_nums(const char *s, char sep, int is_int, int max, km_attr_val 
         if (v->n == max) return -1;
         int bad = is_int ? parse_int(p, end, &v->i[v->n]) : parse_float(p, end, &v->f[v->n]);
         if (bad) return -1;
-        if (!is_int) v->i[v->n] = (int64_t)v->f[v->n];
+        /* Saturated: converting a double beyond int64's range is undefined. */
+        if (!is_int)
+            v->i[v->n] = v->f[v->n] >= 0x1p63    ? INT64_MAX
+                         : v->f[v->n] <= -0x1p63 ? INT64_MIN
+                                                 : (int64_t)v->f[v->n];
         v->n++;
         if (!q) return 0;
         p = q + 1;

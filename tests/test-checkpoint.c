@@ -138,6 +138,19 @@ static void test_corruption(void) {
     snprintf(h, sizeof h, "{%s,%s,%s}", w, v, w);
     write_raw("dup.st", h, 16, -1);
     expect_reject("dup.st", KILN_CORRUPT, "appears twice", 2);
+    /* A duplicate among many entries: found by sorting the names, where comparing every pair
+       took time quadratic in the entries (hours for a hostile 100 MB header). */
+    enum { MANY = 20000 };
+    char *big = malloc((size_t)MANY * 80 + 16);
+    size_t len = 0;
+    for (int i = 0; big && i <= MANY; i++)
+        len += (size_t)sprintf(
+            big + len, "%s\"t%d\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[%d,%d]}",
+            i ? "," : "{", i % MANY, i, i + 1);
+    if (big) strcpy(big + len, "}");
+    write_raw("many.st", big ? big : "", MANY + 1, -1);
+    expect_reject("many.st", KILN_CORRUPT, "tensor 't0' appears twice", 2);
+    free(big);
     snprintf(h, sizeof h, "{%s,\"v\":{\"dtype\":\"F32\",\"shape\":[-2],\"data_offsets\":[8,16]}}",
              w);
     write_raw("neg.st", h, 16, -1);

@@ -53,6 +53,11 @@ static void test_errors(void) {
                  "bad attribute filters=four", "integer");
     expect_error("attribute out of range", HEAD "d = dropout(scaled, rate=1.5)\n",
                  KILN_INVALID_ARGUMENT, "m.kiln:7: node 'd' (dropout)", "out of range", NULL);
+    /* Found by fuzz/fuzz-model: a float beyond int64's range was converted before the range
+       check (undefined behaviour). */
+    expect_error("float beyond int64", HEAD "d = dropout(scaled, rate=1e300)\n",
+                 KILN_INVALID_ARGUMENT, "m.kiln:7: node 'd' (dropout)", "1e+300 is out of range",
+                 NULL);
     expect_error("bad enum", HEAD "c1 = conv2d(scaled, filters=4, kernel=3, padding=full)\n",
                  KILN_INVALID_ARGUMENT, "m.kiln:7:", "padding=full", "valid, same");
     expect_error("missing attribute", HEAD "c1 = conv2d(scaled, kernel=3)\n", KILN_INVALID_ARGUMENT,

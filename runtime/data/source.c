@@ -97,7 +97,7 @@ static kiln_status list_dir(const char *path, char ***out, int *n) {
         cnt++;
     }
     closedir(d);
-    if (st == KILN_OK) qsort(v, (size_t)cnt, sizeof(*v), cmp_str);
+    if (st == KILN_OK && cnt) qsort(v, (size_t)cnt, sizeof(*v), cmp_str); /* v: NULL if empty */
     *out = v;
     *n = cnt;
     return st;
@@ -516,12 +516,16 @@ kiln_status kiln_dataset_read_bytes(kiln_dataset_t ds, size_t i, uint8_t **buf, 
     } else {
         char path[8192];
         snprintf(path, sizeof(path), "%s/%s", ds->root, name);
-        fd = open(path, O_RDONLY | O_CLOEXEC);
+        /* O_NONBLOCK: opening a FIFO named like an image would otherwise wait for a writer
+           forever and stall the pipeline. */
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
         if (fd < 0) return kiln_error(KILN_IO, "cannot open %s: %s", path, strerror(errno));
         struct stat sb;
-        if (fstat(fd, &sb) != 0) {
+        int bad = fstat(fd, &sb) != 0 ? errno : !S_ISREG(sb.st_mode) ? -1 : 0;
+        if (bad) {
             close(fd);
-            return kiln_error(KILN_IO, "%s: %s", path, strerror(errno));
+            return kiln_error(KILN_IO, "%s: %s", path,
+                              bad > 0 ? strerror(bad) : "not a regular file");
         }
         size = (uint64_t)sb.st_size;
     }
