@@ -32,6 +32,7 @@ typedef struct kt_graph {
     kiln_graph_t g;
     kiln_tensor *images, *labels; /* inputs: u8 [N,H,W,C], i32 [N] */
     kiln_tensor *loss, *top1, *top5;
+    kiln_tensor *logits;   /* [N, classes]; kept readable in the eval graph (predict) */
     kiln_tensor *first_in; /* what the first conv/dense reads (input statistics) */
 } kt_graph;
 
@@ -47,6 +48,11 @@ struct kiln_trainer {
     int nbns;
     kiln_tensor opt_a, opt_b; /* flat optimizer state (sgd: velocity; adam: m, v) */
     kiln_tensor grad_sq;      /* [1]: sum of squared gradients of the latest step */
+    kiln_tensor norms;        /* [2 * nparams]: each gradient's sum of squares, then each
+                                 weight's (allocated on first use) */
+    char *class_names;        /* the training data's class names, '\n'-separated, or NULL */
+    char **class_list;        /* the same split, one allocation with the strings after it */
+    int nclass_names;
     char *augment_train, *augment_eval;
     /* position: the next step is (epoch, step) */
     int64_t epoch, step, global_step, adam_t;
@@ -59,5 +65,9 @@ kiln_status kt_lower(struct kiln_trainer *t);
 kiln_status kt_init_params(struct kiln_trainer *t);
 /* The training and eval specs from the model's pipeline nodes or a user spec. */
 kiln_status kt_augment_specs(struct kiln_trainer *t);
+
+/* Writes the self-contained HTML report (report.c) to html from the per-epoch rows of the CSV
+   log, atomically. */
+kiln_status kt_write_report(struct kiln_trainer *t, const char *csv, const char *html);
 
 #endif

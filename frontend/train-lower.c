@@ -383,6 +383,8 @@ static kiln_status lower_graph(struct kiln_trainer *t, kt_graph *kg, int trainin
     kiln_graph_keep(kg->g, kg->loss);
     kiln_graph_keep(kg->g, kg->top1);
     kiln_graph_keep(kg->g, kg->top5);
+    kg->logits = logits;
+    if (!training) kiln_graph_keep(kg->g, logits->view_src ? logits->view_src : logits);
     if (training && kg->first_in) kiln_graph_keep(kg->g, kg->first_in);
     if (training && (st = kiln_graph_backward(kg->g, kg->loss, 1.0f))) return st;
     return kiln_graph_alloc(kg->g, t->be);

@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "../runtime/backend-impl.h"
+#include "../runtime/data/data-impl.h"
 #include "kiln/checkpoint.h"
 #include "model-impl.h"
 #include "train-impl.h"
@@ -33,27 +34,30 @@ void kiln_train_options_init(kiln_train_options *o) {
     o->seed = 1;
 }
 
-static void message(struct kiln_trainer *t, const char *fmt, ...)
+/* A diagnostic (KILN_PROGRESS_MESSAGE, else kiln_log warn) or an informational line
+   (KILN_PROGRESS_INFO, else kiln_log info). */
+static void notify(struct kiln_trainer *t, kiln_progress_event ev, const char *fmt, ...)
 #if defined(__GNUC__)
-    __attribute__((format(printf, 2, 3)))
+    __attribute__((format(printf, 3, 4)))
 #endif
     ;
-static void message(struct kiln_trainer *t, const char *fmt, ...) {
+static void notify(struct kiln_trainer *t, kiln_progress_event ev, const char *fmt, ...) {
     char buf[2048];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
     if (!t->o.progress) {
-        kiln_log(KILN_LOG_WARN, "%s", buf);
+        kiln_log(ev == KILN_PROGRESS_INFO ? KILN_LOG_INFO : KILN_LOG_WARN, "%s", buf);
         return;
     }
     kiln_train_progress p;
     memset(&p, 0, sizeof p);
-    p.event = KILN_PROGRESS_MESSAGE;
+    p.event = ev;
     p.message = buf;
     t->o.progress(t->o.user, &p);
 }
+#define message(t, ...) notify(t, KILN_PROGRESS_MESSAGE, __VA_ARGS__)
 
 static kiln_status oom(void) {
     return kiln_error(KILN_OUT_OF_MEMORY, "trainer: out of host memory");
@@ -128,6 +132,9 @@ void kiln_trainer_free(kiln_trainer_t t) {
     if (t->opt_a.buffer) kiln_tensor_release(&t->opt_a);
     if (t->opt_b.buffer) kiln_tensor_release(&t->opt_b);
     if (t->grad_sq.buffer) kiln_tensor_release(&t->grad_sq);
+    if (t->norms.buffer) kiln_tensor_release(&t->norms);
+    free(t->class_names);
+    free(t->class_list);
     free(t->params);
     free(t->bns);
     free(t->augment_train);
@@ -171,8 +178,38 @@ static double lr_at(const struct kiln_trainer *t, int64_t step, int64_t steps_pe
 
 /* ---- loaders ---- */
 
+/* The spec preceded by a stretch to the model's input size, for specs that fix no size
+   applied to images of another size (Fashion-MNIST into a 64x64 AlexNet). */
+static kiln_status stretched_spec(const struct kiln_trainer *t, const char *spec, char *out,
+                                  size_t n) {
+    if (strlen(spec) + 40 > n)
+        return kiln_error(KILN_INVALID_ARGUMENT, "trainer: augmentation spec too long");
+    snprintf(out, n, "size:%dx%d%s%s", t->in_w, t->in_h, *spec ? "," : "", spec);
+    return KILN_OK;
+}
+
+static kiln_status size_mismatch(const struct kiln_trainer *t, const char *spec, int h, int w,
+                                 int c) {
+    return kiln_error(KILN_SHAPE,
+                      "trainer: the data pipeline produces %dx%dx%d images (augment '%s') but the "
+                      "model's input is %dx%dx%d: set the model's input size (--input) or add a "
+                      "resize to the augmentation",
+                      h, w, c, spec, t->in_h, t->in_w, t->in_c);
+}
+
+/* Whether a spec fixes the output size (a bad spec counts as fixed: the loader names it). */
+static int fixes_size(const char *spec) {
+    kiln_augment_t a;
+    int w = 0, h = 0;
+    if (kiln_augment_parse(spec, &a)) return 1;
+    kiln_augment_output_size(a, &w, &h);
+    kiln_augment_free(a);
+    return w || h;
+}
+
 /* A loader producing the model's input size: when the spec fixes no size and the images
-   differ (Fashion-MNIST into a 64x64 AlexNet), a resize to the model's size goes first. */
+   differ (Fashion-MNIST into a 64x64 AlexNet; JPEGs, whose sizes vary), a resize to the
+   model's size goes first. */
 static kiln_status make_loader(struct kiln_trainer *t, kiln_dataset_t ds, int training,
                                kiln_loader_t *out) {
     const char *spec = training ? t->augment_train : t->augment_eval;
@@ -186,31 +223,21 @@ static kiln_status make_loader(struct kiln_trainer *t, kiln_dataset_t ds, int tr
     lo.seed = t->o.seed;
     lo.shuffle = training;
     lo.drop_last = training;
+    kiln_status st = KILN_OK;
+    if (strcmp(kiln_dataset_kind(ds), "idx") && !fixes_size(spec)) {
+        if ((st = stretched_spec(t, spec, fixed, sizeof fixed))) return st;
+        spec = fixed;
+    }
     for (int attempt = 0; attempt < 2; attempt++) {
         lo.augment = spec;
-        kiln_status st = kiln_loader_create(&lo, out);
-        if (st) return st;
+        if ((st = kiln_loader_create(&lo, out))) return st;
         int h, w, c;
         kiln_loader_output_shape(*out, &h, &w, &c);
         if (h == t->in_h && w == t->in_w && c == t->in_c) return KILN_OK;
         kiln_loader_free(*out);
         *out = NULL;
-        kiln_augment_t a;
-        int fw = 0, fh = 0;
-        if (!kiln_augment_parse(spec, &a)) {
-            kiln_augment_output_size(a, &fw, &fh);
-            kiln_augment_free(a);
-        }
-        if (attempt || fw || fh)
-            return kiln_error(KILN_SHAPE,
-                              "trainer: the data pipeline produces %dx%dx%d images (augment '%s') "
-                              "but the model's input is %dx%dx%d: set the model's input size "
-                              "(--input) or add a resize to the augmentation",
-                              h, w, c, spec, t->in_h, t->in_w, t->in_c);
-        if (strlen(spec) > 1200)
-            return kiln_error(KILN_INVALID_ARGUMENT, "trainer: augmentation spec too long");
-        snprintf(fixed, sizeof fixed, "size:%dx%d%s%.1200s", t->in_w, t->in_h, *spec ? "," : "",
-                 spec);
+        if (attempt || fixes_size(spec)) return size_mismatch(t, spec, h, w, c);
+        if ((st = stretched_spec(t, spec, fixed, sizeof fixed))) return st;
         spec = fixed;
     }
     return KILN_INTERNAL;
@@ -244,10 +271,22 @@ static kiln_status read_sum(const kiln_tensor *t, float *host, int n, double *su
 
 /* ---- evaluation ---- */
 
+/* Labels past the model's outputs would index outside the logits: refused up front, naming
+   the set, rather than surfacing as a NaN loss. */
+static kiln_status check_classes(struct kiln_trainer *t, kiln_dataset_t ds, const char *which) {
+    int n = kiln_dataset_num_classes(ds);
+    if (n <= t->classes) return KILN_OK;
+    return kiln_error(KILN_SHAPE,
+                      "trainer: the %s data has %d classes (labels up to %d) but the model has %d "
+                      "outputs",
+                      which, n, n - 1, t->classes);
+}
+
 kiln_status kiln_trainer_evaluate(kiln_trainer_t t, kiln_dataset_t ds, kiln_eval_result *r) {
     memset(r, 0, sizeof *r);
-    kiln_status st =
-        kiln_tensor_copy(kiln_graph_params_flat(t->eg.g), kiln_graph_params_flat(t->tg.g));
+    kiln_status st = check_classes(t, ds, "evaluation");
+    if (st) return st;
+    st = kiln_tensor_copy(kiln_graph_params_flat(t->eg.g), kiln_graph_params_flat(t->tg.g));
     if (st) return st;
     kiln_loader_t ld;
     if ((st = make_loader(t, ds, 0, &ld))) return st;
@@ -282,6 +321,142 @@ kiln_status kiln_trainer_evaluate(kiln_trainer_t t, kiln_dataset_t ds, kiln_eval
     r->top5 = top5 / n;
     r->img_per_s = (double)r->samples / (kiln_time_s() - t0);
     return KILN_OK;
+}
+
+/* ---- prediction ---- */
+
+void kiln_trainer_input(kiln_trainer_t t, int *height, int *width, int *channels, int *classes) {
+    *height = t->in_h, *width = t->in_w, *channels = t->in_c, *classes = t->classes;
+}
+
+/* The data pipeline's limits against hostile files (kiln_dataset_options). */
+#define MAX_PIXELS 100000000ULL
+#define MAX_SIDE   32768
+
+kiln_status kiln_trainer_prepare_jpeg(kiln_trainer_t t, const uint8_t *jpg, size_t n,
+                                      uint8_t *out) {
+    const char *spec = t->augment_eval;
+    char fixed[1300];
+    kiln_status st = KILN_OK;
+    /* JPEG sizes vary: as make_loader does for a JPEG source. */
+    if (!fixes_size(spec)) {
+        if ((st = stretched_spec(t, spec, fixed, sizeof fixed))) return st;
+        spec = fixed;
+    }
+    kiln_augment_t a = NULL;
+    kiln_decoder *d = NULL;
+    kiln_decode_limits lim = {MAX_PIXELS, MAX_SIDE, 0, 0};
+    kiln_jpeg_info info;
+    kiln_decoded dec;
+    kiln_geometry g;
+    kiln_rng r = kiln_rng_make(t->o.seed, 0, 0);
+    kiln_scratch rs = {NULL, 0}, ps = {NULL, 0};
+    if (!(st = kiln_augment_parse(spec, &a)) && !(st = kiln_decoder_create(&d)))
+        st = kiln_jpeg_header(d, jpg, n, &lim, &info);
+    if (!st) {
+        kiln_augment_geometry(a, info.owidth, info.oheight, &r, &g);
+        if (g.out_w != t->in_w || g.out_h != t->in_h)
+            st = size_mismatch(t, spec, g.out_h, g.out_w, t->in_c);
+    }
+    /* The loader's decode: only the box, at the DCT scale that keeps the output size. */
+    if (!st)
+        st = kiln_jpeg_decode_box(d, jpg, n, &info, &lim, t->in_c, g.x, g.y, g.w, g.h, g.out_w,
+                                  g.out_h, &dec);
+    if (!st)
+        st = kiln_resample(dec.pixels, dec.w, dec.h, t->in_c, dec.bx, dec.by, dec.bw, dec.bh, out,
+                           g.out_w, g.out_h, &rs);
+    if (!st) st = kiln_scratch_grow(&ps, (size_t)g.out_w * (size_t)g.out_h * (size_t)t->in_c);
+    if (!st) kiln_augment_pixels(a, out, g.out_w, g.out_h, t->in_c, &r, ps.p);
+    free(rs.p);
+    free(ps.p);
+    kiln_decoder_free(d);
+    kiln_augment_free(a);
+    return st;
+}
+
+kiln_status kiln_trainer_predict(kiln_trainer_t t, const uint8_t *images, int n, float *probs) {
+    kt_graph *kg = &t->eg;
+    kiln_status st =
+        kiln_tensor_copy(kiln_graph_params_flat(kg->g), kiln_graph_params_flat(t->tg.g));
+    if (st) return st;
+    size_t per = (size_t)t->in_h * (size_t)t->in_w * (size_t)t->in_c, K = (size_t)t->classes;
+    uint8_t *pad = malloc(per * (size_t)t->batch);
+    int32_t *labels = calloc((size_t)t->batch, sizeof *labels),
+            *pl = malloc(sizeof *pl * (size_t)t->batch);
+    float *logits = malloc(sizeof *logits * K * (size_t)t->batch);
+    if (!pad || !labels || !pl || !logits) st = oom();
+    for (int off = 0; off < n && !st; off += t->batch) {
+        kiln_batch b;
+        memset(&b, 0, sizeof b);
+        b.images = images + per * (size_t)off;
+        b.labels = labels;
+        b.n = n - off < t->batch ? n - off : t->batch;
+        st = upload(kg, &b, pad, pl);
+        if (!st) st = kiln_graph_forward(kg->g);
+        if (!st) st = kiln_tensor_get(kg->logits, logits, sizeof *logits * K * (size_t)t->batch);
+        /* Softmax in double, shifted by the row's maximum. */
+        for (int i = 0; i < b.n && !st; i++) {
+            const float *z = logits + K * (size_t)i;
+            float *p = probs + K * (size_t)(off + i);
+            double mx = z[0], sum = 0;
+            for (size_t k = 1; k < K; k++) mx = z[k] > mx ? z[k] : mx;
+            for (size_t k = 0; k < K; k++) sum += exp((double)z[k] - mx);
+            for (size_t k = 0; k < K; k++) p[k] = (float)(exp((double)z[k] - mx) / sum);
+        }
+    }
+    free(pad);
+    free(labels);
+    free(pl);
+    free(logits);
+    return st;
+}
+
+const char *kiln_trainer_class_name(kiln_trainer_t t, int cls) {
+    return cls >= 0 && cls < t->nclass_names ? t->class_list[cls] : NULL;
+}
+
+/* Keeps the '\n'-separated class names for the checkpoint and kiln_trainer_class_name. */
+static kiln_status set_class_names(struct kiln_trainer *t, const char *joined) {
+    size_t len = strlen(joined);
+    int n = 1;
+    for (const char *c = joined; *c; c++) n += *c == '\n';
+    char *copy = malloc(len + 1);
+    char **list = malloc(sizeof *list * (size_t)n + len + 1);
+    if (!copy || !list) {
+        free(copy);
+        free(list);
+        return oom();
+    }
+    memcpy(copy, joined, len + 1);
+    char *split = (char *)(list + n);
+    memcpy(split, joined, len + 1);
+    for (int k = 0; k < n; k++) {
+        list[k] = split;
+        split += strcspn(split, "\n");
+        if (*split) *split++ = '\0';
+    }
+    free(t->class_names);
+    free(t->class_list);
+    t->class_names = copy, t->class_list = list, t->nclass_names = n;
+    return KILN_OK;
+}
+
+/* The training data's class names (a newline inside a name becomes a space). */
+static kiln_status names_from_data(struct kiln_trainer *t, kiln_dataset_t ds) {
+    int n = kiln_dataset_num_classes(ds);
+    size_t len = 1;
+    for (int k = 0; k < n; k++) len += strlen(kiln_dataset_class_name(ds, k)) + 1;
+    char *joined = malloc(len), *w = joined;
+    if (!joined) return oom();
+    for (int k = 0; k < n; k++) {
+        const char *name = kiln_dataset_class_name(ds, k);
+        for (const char *c = name; *c; c++) *w++ = *c == '\n' ? ' ' : *c;
+        if (k + 1 < n) *w++ = '\n';
+    }
+    *w = '\0';
+    kiln_status st = n > 0 ? set_class_names(t, joined) : KILN_OK;
+    free(joined);
+    return st;
 }
 
 /* ---- checkpoints ---- */
@@ -339,6 +514,10 @@ kiln_status kiln_trainer_save(kiln_trainer_t t, const char *path) {
                           input,
                           "best_val_acc",
                           best,
+                          "augment",
+                          t->augment_train,
+                          t->class_names ? "class_names" : NULL,
+                          t->class_names,
                           NULL};
     kiln_status st = kiln_checkpoint_save(path, list, n, meta);
     free(list);
@@ -382,6 +561,10 @@ kiln_status kiln_trainer_load(kiln_trainer_t t, const char *path, int weights_on
     int n = ckpt_list(t, list, weights_only);
     st = kiln_checkpoint_load(path, list, n);
     free(list);
+    char *names = NULL;
+    if (!st) st = kiln_checkpoint_metadata(path, "class_names", &names);
+    if (!st && names) st = set_class_names(t, names);
+    free(names);
     if (st || weights_only) return st;
     int64_t e, s, g, a;
     if ((st = meta_int(path, "epoch", &e)) || (st = meta_int(path, "step", &s)) ||
@@ -502,11 +685,96 @@ typedef struct fit_ctx {
     struct kiln_trainer *t;
     kiln_loader_t ld;
     float *hbuf;
-    char last[4200], best[4200], csv[4200];
+    char last[4200], best[4200], csv[4200], html[4200], norms_csv[4200];
+    char nan_where[160]; /* the parameter whose gradient went non-finite first */
     int64_t steps;
     double recent[CHANCE_AVG];
     int64_t fit_steps; /* steps done by this fit call */
 } fit_ctx;
+
+/* ---- gradient norms ---- */
+
+/* Each parameter's gradient and weight sum of squares: SUM_SQUARES on the device into one
+   buffer, read back in one transfer. */
+static kiln_status param_sums(struct kiln_trainer *t, double *g2, double *w2) {
+    int P = t->nparams;
+    kiln_status st = KILN_OK;
+    int64_t n = 2 * (int64_t)P, one = 1;
+    if (!P) return KILN_OK;
+    if (!t->norms.buffer && (st = kiln_tensor_alloc(&t->norms, t->be, KILN_F32, 1, &n))) return st;
+    for (int k = 0; k < 2 * P && !st; k++) {
+        kt_param *p = &t->params[k % P];
+        kiln_tensor *x = k < P ? kiln_graph_grad(t->tg.g, p->train) : p->train;
+        kiln_tensor out;
+        st = kiln_tensor_view(&out, &t->norms, 1, &one, NULL, sizeof(float) * (size_t)k);
+        if (!st) st = kiln_sum_squares(t->be, x, &out);
+    }
+    float *h = malloc(sizeof *h * (size_t)n);
+    if (!h) return oom();
+    if (!st) st = kiln_tensor_get(&t->norms, h, sizeof *h * (size_t)n);
+    for (int k = 0; k < P && !st; k++) g2[k] = h[k], w2[k] = h[P + k];
+    free(h);
+    return st;
+}
+
+/* Names the parameter whose gradient went non-finite first. Backward runs from the loss
+   towards the input, so that is the last one in model order. */
+static void name_nonfinite(fit_ctx *c) {
+    struct kiln_trainer *t = c->t;
+    double *g2 = malloc(sizeof *g2 * 2 * (size_t)t->nparams);
+    c->nan_where[0] = '\0';
+    if (g2 && !param_sums(t, g2, g2 + t->nparams)) {
+        int bad = 0, last = -1;
+        for (int k = 0; k < t->nparams; k++)
+            if (!isfinite(g2[k])) bad++, last = k;
+        if (last >= 0)
+            snprintf(c->nan_where, sizeof c->nan_where,
+                     ", first in backward order at '%s' (%d of %d parameters)",
+                     t->params[last].name, bad, t->nparams);
+    }
+    free(g2);
+}
+
+/* grad-norms.csv rows for this step and the one-line summary (smallest / largest). */
+static kiln_status log_norms(fit_ctx *c) {
+    struct kiln_trainer *t = c->t;
+    int P = t->nparams;
+    double *g2 = malloc(sizeof *g2 * 2 * (size_t)P), *w2 = g2 ? g2 + P : NULL;
+    if (!g2) return oom();
+    kiln_status st = param_sums(t, g2, w2);
+    long long step = (long long)t->global_step + 1;
+    FILE *f = NULL;
+    if (!st && c->norms_csv[0]) {
+        struct stat sb;
+        int fresh = stat(c->norms_csv, &sb) != 0;
+        if (!(f = fopen(c->norms_csv, "a")))
+            st = kiln_error(KILN_IO, "cannot write %s: %s", c->norms_csv, strerror(errno));
+        else if (fresh)
+            fprintf(f, "step,param,grad_norm,weight_norm,ratio\n");
+    }
+    int lo = 0, hi = 0;
+    double total = 0;
+    for (int k = 0; k < P && !st; k++) {
+        double g = sqrt(g2[k]), w = sqrt(w2[k]);
+        /* The ratio (the relative size of an update) is left empty for zero weights. */
+        if (f && w > 0)
+            fprintf(f, "%lld,%s,%.6g,%.6g,%.6g\n", step, t->params[k].name, g, w, g / w);
+        if (f && !(w > 0)) fprintf(f, "%lld,%s,%.6g,%.6g,\n", step, t->params[k].name, g, w);
+        if (g2[k] < g2[lo]) lo = k;
+        if (g2[k] > g2[hi]) hi = k;
+        total += g2[k];
+    }
+    if (f && fclose(f) && !st)
+        st = kiln_error(KILN_IO, "cannot write %s: %s", c->norms_csv, strerror(errno));
+    if (!st && P > 0)
+        notify(t, KILN_PROGRESS_INFO,
+               "gradient norms at step %lld: smallest %s %.3g (weight %.3g), largest %s %.3g "
+               "(weight %.3g), all %.3g",
+               step, t->params[lo].name, sqrt(g2[lo]), sqrt(w2[lo]), t->params[hi].name,
+               sqrt(g2[hi]), sqrt(w2[hi]), sqrt(total));
+    free(g2);
+    return st;
+}
 
 /* One step: forward, checks, running statistics, backward, update. *ok = 0 on a non-finite
    loss or gradient (nothing is updated then). */
@@ -514,6 +782,7 @@ static kiln_status train_step(fit_ctx *c, const kiln_batch *b, double lr, double
                               int *ok) {
     struct kiln_trainer *t = c->t;
     kt_graph *kg = &t->tg;
+    c->nan_where[0] = '\0';
     kiln_status st = upload(kg, b, NULL, NULL);
     kiln_graph_set_step(kg->g, (uint64_t)t->global_step);
     if (!st) st = kiln_graph_forward(kg->g);
@@ -536,9 +805,29 @@ static kiln_status train_step(fit_ctx *c, const kiln_batch *b, double lr, double
     if (st) return st;
     if (!isfinite(g2)) {
         *ok = 0;
+        name_nonfinite(c);
         return KILN_OK;
     }
+    int64_t every = t->o.log_grad_norms;
+    if (every > 0 && (t->global_step + 1) % every == 0 && (st = log_norms(c))) return st;
     return apply_update(t, lr);
+}
+
+kiln_status kiln_trainer_step(kiln_trainer_t t, const uint8_t *images, const int32_t *labels,
+                              double lr, double *loss) {
+    fit_ctx c;
+    memset(&c, 0, sizeof c);
+    c.t = t;
+    c.fit_steps = 1; /* the first-batch statistics are fit's diagnostic */
+    if (!(c.hbuf = malloc(sizeof(float) * (size_t)t->batch))) return oom();
+    kiln_batch b = {images, labels, t->batch, t->in_h, t->in_w, t->in_c, t->epoch, t->step};
+    double acc = 0;
+    int ok = 1;
+    kiln_status st = train_step(&c, &b, lr, loss, &acc, &ok);
+    free(c.hbuf);
+    if (!st && !ok) return kiln_error(KILN_INTERNAL, "training step: non-finite loss or gradient");
+    if (!st) t->global_step++;
+    return st;
 }
 
 static void csv_row(fit_ctx *c, int64_t epoch, double lr, double loss, double acc,
@@ -561,6 +850,12 @@ static void csv_row(fit_ctx *c, int64_t epoch, double lr, double loss, double ac
     fclose(f);
 }
 
+/* A report that cannot be written is worth a warning, not the training run. */
+static void report(fit_ctx *c) {
+    if (c->html[0] && kt_write_report(c->t, c->csv, c->html))
+        message(c->t, "cannot write the report: %s", kiln_last_error());
+}
+
 kiln_status kiln_trainer_fit(kiln_trainer_t t, kiln_dataset_t train, kiln_dataset_t val,
                              kiln_fit_result *r) {
     memset(r, 0, sizeof *r);
@@ -573,10 +868,14 @@ kiln_status kiln_trainer_fit(kiln_trainer_t t, kiln_dataset_t train, kiln_datase
         snprintf(c.last, sizeof c.last, "%s/last.safetensors", t->o.out_dir);
         snprintf(c.best, sizeof c.best, "%s/best.safetensors", t->o.out_dir);
         snprintf(c.csv, sizeof c.csv, "%s/log.csv", t->o.out_dir);
+        snprintf(c.html, sizeof c.html, "%s/report.html", t->o.out_dir);
+        if (t->o.log_grad_norms > 0)
+            snprintf(c.norms_csv, sizeof c.norms_csv, "%s/grad-norms.csv", t->o.out_dir);
     }
-    if (kiln_dataset_num_classes(train) > t->classes)
-        return kiln_error(KILN_SHAPE, "trainer: the data has %d classes, the model's output %d",
-                          kiln_dataset_num_classes(train), t->classes);
+    if ((st = check_classes(t, train, "training")) ||
+        (val && (st = check_classes(t, val, "validation"))))
+        return st;
+    if ((st = names_from_data(t, train))) return st;
     if ((st = make_loader(t, train, 1, &c.ld))) return st;
     c.steps = kiln_loader_steps_per_epoch(c.ld);
     if (t->step >= c.steps) t->epoch++, t->step = 0;
@@ -609,9 +908,9 @@ kiln_status kiln_trainer_fit(kiln_trainer_t t, kiln_dataset_t train, kiln_datase
             kiln_loader_release(c.ld, &b);
             if (st) break;
             if (!ok) {
-                message(t, "non-finite %s at epoch %lld step %lld (global step %lld)%s",
+                message(t, "non-finite %s at epoch %lld step %lld (global step %lld)%s%s",
                         isfinite(loss) ? "gradient" : "loss", (long long)t->epoch + 1,
-                        (long long)t->step + 1, (long long)t->global_step,
+                        (long long)t->step + 1, (long long)t->global_step, c.nan_where,
                         t->o.on_nan == KILN_NAN_SKIP
                             ? ": step skipped"
                             : ": stopping; the last good checkpoint is left as it was (lower the "
@@ -686,6 +985,7 @@ kiln_status kiln_trainer_fit(kiln_trainer_t t, kiln_dataset_t train, kiln_datase
         if (c.last[0] && (st = kiln_trainer_save(t, c.last))) break;
         if (c.best[0] && is_best && (st = kiln_trainer_save(t, c.best))) break;
         csv_row(&c, t->epoch, lr, r->train_loss, r->train_acc, &v, val != NULL, ips, wait, secs);
+        report(&c);
         if (t->o.progress) {
             kiln_train_progress p = {KILN_PROGRESS_EPOCH_END,
                                      (int)t->epoch,
@@ -712,6 +1012,7 @@ kiln_status kiln_trainer_fit(kiln_trainer_t t, kiln_dataset_t train, kiln_datase
        this stopped. */
     if (!st && (r->stop == KILN_FIT_MAX_STEPS || r->stop == KILN_FIT_INTERRUPTED) && c.last[0])
         st = kiln_trainer_save(t, c.last);
+    if (!st && r->stop != KILN_FIT_DONE) report(&c);
     r->global_step = t->global_step;
     r->seconds = kiln_time_s() - fit_t0;
     r->img_per_s = r->seconds > 0 ? (double)fit_images / r->seconds : 0;

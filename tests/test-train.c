@@ -2,7 +2,10 @@
    positions with noise): a small conv net with batch norm and dropout learns it on the cpu and
    opencl backends; the pipeline nodes become the augmentation spec; a resumed run equals an
    uninterrupted one bit for bit; a huge learning rate stops on NaN without touching the last
-   good checkpoint; a loss stuck at chance prints the diagnostic; eval reloads the weights. */
+   good checkpoint; a loss stuck at chance prints the diagnostic; eval reloads the weights;
+   report.html holds the plots, the summary and the final accuracy, escaped; grad-norms.csv
+   matches the gradient recovered on the host from one plain SGD step, and a gradient that
+   overflows is named by its parameter. */
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -15,28 +18,11 @@
 #include "kiln/kiln.h"
 #include "kiln/model.h"
 #include "kiln/train.h"
+#include "patterns.h"
 
-enum { S = 12, K = 4, NTRAIN = 768, NTEST = 256 };
+enum { S = 12, K = PATTERN_CLASSES, NTRAIN = 768, NTEST = 256 };
 
-static const char *MODEL = "image = input(shape=12x12x1, dtype=u8)\n"
-                           "crop = random_crop(image, padding=1)\n"
-                           "scaled = rescale(crop, scale=1/255)\n"
-                           "c1 = conv2d(scaled, filters=8, kernel=3, padding=same)\n"
-                           "r1 = relu(c1)\n"
-                           "p1 = maxpool(r1, pool=2)\n"
-                           "c2 = conv2d(p1, filters=16, kernel=3, padding=same)\n"
-                           "b2 = batchnorm(c2)\n"
-                           "r2 = relu(b2)\n"
-                           "g = global_avg_pool(r2)\n"
-                           "d = dropout(g, rate=0.2)\n"
-                           "logits = dense(d, units={classes}, init=glorot)\n"
-                           "output(logits)\n";
-
-static uint64_t rng = 0x12345678;
-static unsigned rnd(unsigned n) {
-    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
-    return (unsigned)((rng >> 33) % n);
-}
+static const char *MODEL = PATTERN_MODEL;
 
 static void be32(FILE *f, uint32_t v) {
     unsigned char b[4] = {(unsigned char)(v >> 24), (unsigned char)(v >> 16),
@@ -44,8 +30,7 @@ static void be32(FILE *f, uint32_t v) {
     fwrite(b, 1, 4, f);
 }
 
-/* class 0: horizontal bar, 1: vertical bar, 2: 3x3 blob, 3: diagonal; anywhere, noisy. */
-static int write_idx(const char *dir, const char *prefix, int n) {
+static int write_idx_k(const char *dir, const char *prefix, int n, int k) {
     char path[512];
     snprintf(path, sizeof path, "%s/%s-images-idx3-ubyte", dir, prefix);
     FILE *fi = fopen(path, "wb");
@@ -55,17 +40,8 @@ static int write_idx(const char *dir, const char *prefix, int n) {
     be32(fi, 0x803), be32(fi, (uint32_t)n), be32(fi, S), be32(fi, S);
     be32(fl, 0x801), be32(fl, (uint32_t)n);
     for (int i = 0; i < n; i++) {
-        unsigned char img[S * S], cls = (unsigned char)(i % K);
-        for (int p = 0; p < S * S; p++) img[p] = (unsigned char)rnd(60);
-        int a = 2 + (int)rnd(S - 4), b = 2 + (int)rnd(S - 4);
-        for (int k = -2; k <= 2; k++) {
-            if (cls == 0) img[a * S + b + k] = 230;
-            if (cls == 1) img[(a + k) * S + b] = 230;
-            if (cls == 3) img[(a + k) * S + b + k] = 230;
-        }
-        if (cls == 2)
-            for (int y = -1; y <= 1; y++)
-                for (int x = -1; x <= 1; x++) img[(a + y) * S + b + x] = 230;
+        unsigned char img[S * S], cls = (unsigned char)(i % k);
+        pattern_draw(img, S, cls % K);
         fwrite(img, 1, sizeof img, fi);
         fputc(cls, fl);
     }
@@ -74,18 +50,38 @@ static int write_idx(const char *dir, const char *prefix, int n) {
     return 0;
 }
 
+static int write_idx(const char *dir, const char *prefix, int n) {
+    return write_idx_k(dir, prefix, n, K);
+}
+
 typedef struct run {
     kiln_model_t m;
     kiln_trainer_t t;
 } run;
 
-static kiln_status start(run *r, kiln_backend_t be, const kiln_train_options *o) {
+/* A two-layer perceptron: its gradients are easy to steer through the weights. */
+static const char *DENSE = "image = input(shape=12x12x1, dtype=u8)\n"
+                           "scaled = rescale(image, scale=1/255)\n"
+                           "f = flatten(scaled)\n"
+                           "h = dense(f, units=8)\n"
+                           "logits = dense(h, units={classes}, init=glorot)\n"
+                           "output(logits)\n";
+enum { HID = 8 };
+static const char *DENSE_NAMES[4] = {"h.weight", "h.bias", "logits.weight", "logits.bias"};
+static const int64_t DENSE_SHAPES[4][2] = {{HID, S *S}, {HID, 0}, {K, HID}, {K, 0}};
+
+static kiln_status start_model(run *r, kiln_backend_t be, const kiln_train_options *o,
+                               const char *text, const char *name) {
     memset(r, 0, sizeof *r);
-    kiln_status st = kiln_model_parse_string(MODEL, "test.kiln", &r->m);
+    kiln_status st = kiln_model_parse_string(text, name, &r->m);
     kiln_model_config cfg = {0, 0, 0, K, o->batch};
     if (!st) st = kiln_model_finalize(r->m, &cfg);
     if (!st) st = kiln_trainer_create(r->m, be, o, &r->t);
     return st;
+}
+
+static kiln_status start(run *r, kiln_backend_t be, const kiln_train_options *o) {
+    return start_model(r, be, o, MODEL, "test.kiln");
 }
 
 static void stop(run *r) {
@@ -147,7 +143,8 @@ static char *slurp(const char *path, size_t *n) {
 }
 
 typedef struct messages {
-    int chance, nan, stats;
+    int chance, nan, stats, norms;
+    char nan_text[2048];
 } messages;
 
 static volatile sig_atomic_t interrupt_flag;
@@ -160,9 +157,13 @@ static void interrupt_at_5(void *user, const kiln_train_progress *p) {
 
 static void on_progress(void *user, const kiln_train_progress *p) {
     messages *m = user;
-    if (p->event != KILN_PROGRESS_MESSAGE) return;
+    if (p->event != KILN_PROGRESS_MESSAGE && p->event != KILN_PROGRESS_INFO) return;
     if (strstr(p->message, "chance level")) m->chance++;
-    if (strstr(p->message, "non-finite")) m->nan++;
+    if (strstr(p->message, "non-finite")) {
+        m->nan++;
+        snprintf(m->nan_text, sizeof m->nan_text, "%s", p->message);
+    }
+    if (p->event == KILN_PROGRESS_INFO && strstr(p->message, "gradient norms at step")) m->norms++;
     if (strstr(p->message, "first batch")) m->stats++;
 }
 
@@ -174,7 +175,7 @@ static void learns(const char *backend, kiln_dataset_t tr, kiln_dataset_t te) {
     }
     kiln_train_options o;
     options(&o);
-    messages msg = {0, 0, 0};
+    messages msg = {0};
     o.progress = on_progress;
     o.user = &msg;
     run r;
@@ -193,6 +194,176 @@ static void learns(const char *backend, kiln_dataset_t tr, kiln_dataset_t te) {
            res.val_top5, res.seconds, res.img_per_s);
     if (!st) stop(&r);
     kiln_backend_free(be);
+}
+
+static int count(const char *hay, const char *needle) {
+    int n = 0;
+    for (const char *p = hay; (p = strstr(p, needle)); p++) n++;
+    return n;
+}
+
+/* report.html after 2 epochs: plots with a point per epoch and series, the summary table, the
+   final accuracy, and the model's file name escaped. */
+static void report(kiln_backend_t be, kiln_dataset_t tr, kiln_dataset_t te, const char *dir) {
+    char out[600], html[700];
+    snprintf(out, sizeof out, "%s/report-run", dir);
+    snprintf(html, sizeof html, "%s/report.html", out);
+    kiln_train_options o;
+    options(&o);
+    o.epochs = 2;
+    o.out_dir = out;
+    o.command = "kiln train --model <m> & co";
+    run r;
+    kiln_fit_result res;
+    kiln_status st = start_model(&r, be, &o, MODEL, "te<st>&\"q\".kiln");
+    if (!st) st = kiln_trainer_fit(r.t, tr, te, &res);
+    CHECK(!st && res.epochs_done == 2, "a 2-epoch run for the report");
+    size_t n = 0;
+    char *h = slurp(html, &n);
+    CHECK(h != NULL, "fit writes %s", html);
+    if (!st) stop(&r);
+    if (!h) return;
+    h[n] = '\0';
+    char final[64];
+    snprintf(final, sizeof final, "Final test accuracy: %.4f", res.val_acc);
+    CHECK(!strncmp(h, "<!DOCTYPE html>", 15) && strstr(h, "</html>\n") == h + n - 8,
+          "the report is one complete document");
+    CHECK(count(h, "<svg") == 2 && count(h, "</svg>") == 2, "two SVG plots");
+    CHECK(count(h, "<circle class=\"train\"") == 4 && count(h, "<circle class=\"val\"") == 4,
+          "a point per epoch for train and validation in both plots (%d, %d)",
+          count(h, "<circle class=\"train\""), count(h, "<circle class=\"val\""));
+    CHECK(count(h, "<polyline") == 4 && strstr(h, ">validation</text>"), "lines and a legend");
+    CHECK(strstr(h, final) != NULL, "the final accuracy '%s' is in the report", final);
+    CHECK(strstr(h, "<td>c1</td><td>conv2d</td>") && strstr(h, "Total parameters"),
+          "the model summary table");
+    CHECK(strstr(h, "te&lt;st&gt;&amp;&quot;q&quot;.kiln") && !strstr(h, "te<st") &&
+              !strstr(h, "<m>") && strstr(h, "kiln train --model &lt;m&gt; &amp; co"),
+          "the model name and the command line are escaped");
+    CHECK(strstr(h, "img/s") && strstr(h, "data wait") && strstr(h, "cpu"),
+          "timing and the backend");
+    free(h);
+}
+
+static size_t dense_count(int k) {
+    return (size_t)(DENSE_SHAPES[k][0] * (DENSE_SHAPES[k][1] ? DENSE_SHAPES[k][1] : 1));
+}
+
+/* Host arrays of the DENSE model's parameters (dense_count(k) floats each, malloc'ed). */
+static int dense_alloc(float *v[4]) {
+    int ok = 1;
+    for (int k = 0; k < 4; k++) ok &= (v[k] = malloc(dense_count(k) * sizeof(float))) != NULL;
+    return ok;
+}
+
+/* The DENSE model's parameters between host arrays and a checkpoint (save or load). */
+static int dense_ckpt(kiln_backend_t be, const char *path, float *const v[4], int save) {
+    kiln_tensor t[4];
+    kiln_ckpt_tensor list[4];
+    int ok = 1;
+    memset(t, 0, sizeof t);
+    for (int k = 0; k < 4; k++) {
+        ok = ok &&
+             !kiln_tensor_alloc(&t[k], be, KILN_F32, DENSE_SHAPES[k][1] ? 2 : 1, DENSE_SHAPES[k]);
+        ok = ok && (!save || !kiln_tensor_set(&t[k], v[k], dense_count(k) * sizeof(float)));
+        list[k] = (kiln_ckpt_tensor){DENSE_NAMES[k], &t[k]};
+    }
+    const char *meta[] = {"format", "kiln-train-1", NULL};
+    ok = ok &&
+         !(save ? kiln_checkpoint_save(path, list, 4, meta) : kiln_checkpoint_load(path, list, 4));
+    for (int k = 0; k < 4; k++) {
+        ok = ok && (save || !kiln_tensor_get(&t[k], v[k], dense_count(k) * sizeof(float)));
+        if (t[k].buffer) kiln_tensor_release(&t[k]);
+    }
+    return ok;
+}
+
+static double norm(const float *v, size_t n) {
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s += (double)v[i] * v[i];
+    return sqrt(s);
+}
+
+/* --log-grad-norms: one plain SGD step (w1 = w0 - lr g) gives the gradient on the host from
+   the checkpoints before and after; grad-norms.csv must hold its norms. Then a gradient that
+   overflows in one layer only is named when training stops. */
+static void grad_norms(kiln_backend_t be, kiln_dataset_t tr, const char *dir) {
+    char out[600], before[700], after[700], csv[700];
+    snprintf(out, sizeof out, "%s/norms-run", dir);
+    snprintf(before, sizeof before, "%s/before.safetensors", dir);
+    snprintf(after, sizeof after, "%s/last.safetensors", out);
+    snprintf(csv, sizeof csv, "%s/grad-norms.csv", out);
+    kiln_train_options o;
+    options(&o);
+    o.optimizer = KILN_OPTIM_SGD;
+    o.lr = 0.5f;
+    o.momentum = 0;
+    o.weight_decay = 0;
+    o.epochs = 1;
+    o.max_steps = 1;
+    o.log_grad_norms = 1;
+    o.out_dir = out;
+    messages msg = {0};
+    o.progress = on_progress;
+    o.user = &msg;
+    run r;
+    kiln_fit_result res;
+    kiln_status st = start_model(&r, be, &o, DENSE, "dense.kiln");
+    if (!st) st = kiln_trainer_save(r.t, before);
+    if (!st) st = kiln_trainer_fit(r.t, tr, NULL, &res);
+    if (!st) stop(&r);
+    CHECK(!st && res.global_step == 1 && msg.norms == 1, "one step, one gradient-norm summary");
+    float *w0[4] = {0}, *w1[4] = {0};
+    int ok = !st && dense_alloc(w0) && dense_alloc(w1) && dense_ckpt(be, before, w0, 0) &&
+             dense_ckpt(be, after, w1, 0);
+    CHECK(ok, "the checkpoints before and after the step read back");
+    size_t n = 0;
+    char *text = slurp(csv, &n);
+    CHECK(text != NULL, "%s is written", csv);
+    int rows = 0;
+    for (char *line = text ? strchr(text, '\n') : NULL; ok && line && line[1]; rows++) {
+        char name[64];
+        long long step;
+        double g, w, ratio;
+        line++;
+        int fields = sscanf(line, "%lld,%63[^,],%lf,%lf,%lf", &step, name, &g, &w, &ratio);
+        if (fields < 4 || (fields == 4 && w != 0)) break;
+        if (fields == 4) ratio = 0; /* zero weights (the biases at the start): no ratio */
+        int k = 0;
+        while (k < 4 && strcmp(name, DENSE_NAMES[k])) k++;
+        if (k == 4) break;
+        size_t cnt = dense_count(k);
+        float *diff = malloc(cnt * sizeof *diff);
+        for (size_t i = 0; diff && i < cnt; i++) diff[i] = (w0[k][i] - w1[k][i]) / o.lr;
+        double hg = diff ? norm(diff, cnt) : -1, hw = norm(w0[k], cnt);
+        free(diff);
+        CHECK(step == 1 && isfinite(g) && g > 0 && fabs(g - hg) <= 1e-3 * hg,
+              "%s: gradient norm %.6g, host %.6g", name, g, hg);
+        CHECK(fabs(w - hw) <= 1e-5 * hw + 1e-12 && (w == 0 || fabs(ratio - g / w) <= 1e-4 * ratio),
+              "%s: weight norm %.6g, host %.6g, ratio %.6g", name, w, hw, ratio);
+        line = strchr(line, '\n');
+    }
+    CHECK(rows == 4, "a row per parameter (%d)", rows);
+    free(text);
+    /* Then: every first-layer weight 1e19, every output weight 1e-20, biases 0. */
+    for (int k = 0; k < 4; k++)
+        for (size_t i = 0; ok && i < dense_count(k); i++)
+            w0[k][i] = k == 0 ? 1e19f : k == 2 ? 1e-20f : 0;
+
+    /* Huge first-layer activations with tiny output weights: the loss stays finite (equal
+       logits) while the output layer's gradient overflows; the message names it. */
+    o.log_grad_norms = 0;
+    o.out_dir = NULL;
+    msg.nan = 0;
+    st = ok && dense_ckpt(be, before, w0, 1) ? KILN_OK : KILN_IO;
+    for (int k = 0; k < 4; k++) free(w0[k]), free(w1[k]);
+    if (!st) st = start_model(&r, be, &o, DENSE, "dense.kiln");
+    if (!st) st = kiln_trainer_load(r.t, before, 1);
+    if (!st) st = kiln_trainer_fit(r.t, tr, NULL, &res);
+    if (!st) stop(&r);
+    CHECK(!st && res.stop == KILN_FIT_NAN && msg.nan == 1 &&
+              strstr(msg.nan_text, "non-finite gradient") &&
+              strstr(msg.nan_text, "at 'logits.weight' (1 of 4 parameters)"),
+          "a non-finite gradient names its parameter: %s", msg.nan_text);
 }
 
 int main(void) {
@@ -217,8 +388,33 @@ int main(void) {
     learns("cpu", tr, te);
     learns("opencl", tr, te);
 
+    /* Validation labels past the model's outputs are refused before any step, naming the set. */
+    {
+        kiln_dataset_t wide = NULL;
+        char wp[600];
+        snprintf(wp, sizeof wp, "%s/wide-images-idx3-ubyte", dir);
+        dopt.path = wp;
+        kiln_status ws =
+            write_idx_k(dir, "wide", 12, K + 2) ? KILN_IO : kiln_dataset_open(&dopt, &wide);
+        kiln_train_options wo;
+        options(&wo);
+        run w;
+        kiln_fit_result wr;
+        kiln_backend_t wcpu = NULL;
+        if (!ws) ws = kiln_backend_init("cpu", NULL, &wcpu);
+        if (!ws) ws = start(&w, wcpu, &wo);
+        kiln_status fs = ws ? ws : kiln_trainer_fit(w.t, tr, wide, &wr);
+        CHECK(!ws && fs == KILN_SHAPE && strstr(kiln_last_error(), "validation data has 6 classes"),
+              "validation labels beyond the model's outputs are refused: %s", kiln_last_error());
+        if (!ws) stop(&w);
+        if (wcpu) kiln_backend_free(wcpu);
+        if (wide) kiln_dataset_free(wide);
+    }
+
     kiln_backend_t cpu;
     if (kiln_backend_init("cpu", NULL, &cpu)) return check_done();
+    report(cpu, tr, te, dir);
+    grad_norms(cpu, tr, dir);
     kiln_train_options o;
     options(&o);
     o.optimizer = KILN_OPTIM_SGD; /* momentum state and weight decay in the checkpoint */
@@ -279,7 +475,7 @@ int main(void) {
     /* NaN: resume from the good checkpoint with a huge learning rate. */
     size_t n0 = 0, n1 = 0;
     char *before = slurp(last, &n0);
-    messages msg = {0, 0, 0};
+    messages msg = {0};
     o.lr = 1e30f;
     o.warmup_steps = 0;
     o.schedule = KILN_SCHED_CONSTANT;

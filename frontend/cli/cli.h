@@ -9,5 +9,11 @@ int kiln_cmd_data(int argc, char **argv);
 int kiln_cmd_summary(int argc, char **argv);
 int kiln_cmd_train(int argc, char **argv);
 int kiln_cmd_eval(int argc, char **argv);
+int kiln_cmd_tune(int argc, char **argv);
+int kiln_cmd_predict(int argc, char **argv);
+
+/* Shared flag parsers (0 on success): an integer in [lo, hi]; HxW or HxWxC (c = 0 when absent). */
+int kiln_cli_parse_int(const char *s, long long lo, long long hi, long long *out);
+int kiln_cli_parse_input(const char *s, int *h, int *w, int *c);
 
 #endif

@@ -11,11 +11,14 @@ static void usage(FILE *f) {
                "commands:\n"
                "  devices              list OpenCL platforms and devices, and what the\n"
                "                       environment (KILN_BACKEND, KILN_DEVICE) selects, and why\n"
-               "  bench gemm|conv      time GEMM / convolutions on every backend (--help)\n"
+               "  bench [all|gemm|conv|peak]  the perf suite on every device and backend, or one\n"
+               "                       benchmark; bench --compare OLD NEW (kiln bench --help)\n"
+               "  tune --model M       fill the auto backend's tuning cache for a model\n"
                "  data bench|preview|pack|info|gen  the data pipeline (kiln data --help)\n"
                "  summary --model M    the model's layers, shapes, parameters and FLOPs\n"
                "  train --model M --data SRC   train a model (kiln train --help)\n"
                "  eval --model M --data SRC --checkpoint F   accuracy of a checkpoint\n"
+               "  predict --model M --checkpoint F IMAGE...  top-k classes of images\n"
                "  version              print the version\n"
                "\n"
                "environment: KILN_BACKEND=cpu|opencl|clblast|auto[,OP=BACKEND...]\n"
@@ -47,6 +50,8 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "summary")) return kiln_cmd_summary(argc - 1, argv + 1);
     if (!strcmp(cmd, "train")) return kiln_cmd_train(argc - 1, argv + 1);
     if (!strcmp(cmd, "eval")) return kiln_cmd_eval(argc - 1, argv + 1);
+    if (!strcmp(cmd, "tune")) return kiln_cmd_tune(argc - 1, argv + 1);
+    if (!strcmp(cmd, "predict")) return kiln_cmd_predict(argc - 1, argv + 1);
     fprintf(stderr, "kiln: unknown command '%s'\n\n", cmd);
     usage(stderr);
     return 2;

@@ -8,6 +8,7 @@
 #include "cli.h"
 #include "kiln/kiln.h"
 #include "kiln/model.h"
+#include "kiln/summary.h"
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -58,32 +59,6 @@ static int parse_input(const char *s, int *h, int *w, int *c) {
     return 0;
 }
 
-/* 12,345,678 */
-static void commas(int64_t v, char *out, size_t n) {
-    char digits[32];
-    snprintf(digits, sizeof digits, "%lld", (long long)v);
-    size_t len = strlen(digits), o = 0;
-    for (size_t i = 0; i < len && o + 2 < n; i++) {
-        if (i && (len - i) % 3 == 0) out[o++] = ',';
-        out[o++] = digits[i];
-    }
-    out[o] = '\0';
-}
-
-static void si(double v, const char *unit, char *out, size_t n) {
-    const char *p[] = {"", "K", "M", "G", "T", "P"};
-    int i = 0;
-    while (v >= 1000 && i < 5) v /= 1000, i++;
-    snprintf(out, n, i ? "%.2f %s%s" : "%.0f %s%s", v, p[i], unit);
-}
-
-static void bytes(double v, char *out, size_t n) {
-    const char *p[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
-    int i = 0;
-    while (v >= 1024 && i < 5) v /= 1024, i++;
-    snprintf(out, n, i ? "%.1f %s" : "%.0f %s", v, p[i]);
-}
-
 /* When a size error says the input is too small, find the smallest square input that works. */
 static void hint_min_input(kiln_model_t m, const kiln_model_config *cfg) {
     kiln_model_config c = *cfg;
@@ -96,34 +71,28 @@ static void hint_min_input(kiln_model_t m, const kiln_model_config *cfg) {
     }
 }
 
-static void print_table(kiln_model_t m) {
+/* The shared table (kiln/summary.h) in fixed-width columns. */
+static int print_summary(kiln_model_t m) {
+    kiln_summary s;
+    if (kiln_summary_build(m, &s)) return -1;
     const char *rule = "--------------------------------------------------------------------------"
                        "----------------";
-    printf("%-18s %-18s %-22s %14s  %s\n", "node", "op", "output shape", "params", "inputs");
+    const char *const *h = s.header;
+    printf("%-18s %-18s %-22s %14s  %s\n", h[0], h[1], h[2], h[3], h[4]);
     printf("%s\n", rule);
-    int n = kiln_model_node_count(m);
-    for (int i = 0; i < n; i++) {
-        kiln_model_node_info d;
-        if (kiln_model_node(m, i, &d)) continue;
-        char shape[64], p[32], ins[256] = "";
-        if (d.ndim == 4)
-            snprintf(shape, sizeof shape, "(N, %lld, %lld, %lld)", (long long)d.shape[1],
-                     (long long)d.shape[2], (long long)d.shape[3]);
-        else
-            snprintf(shape, sizeof shape, "(N, %lld)", (long long)d.shape[1]);
-        if (d.dtype == KILN_U8) strncat(shape, " u8", sizeof shape - strlen(shape) - 1);
-        commas(d.params, p, sizeof p);
-        size_t l = 0;
-        for (int k = 0; k < d.n_inputs && l < sizeof ins; k++)
-            l += (size_t)snprintf(ins + l, sizeof ins - l, "%s%s", k ? ", " : "", d.inputs[k]);
-        const char *note = d.host_only       ? (d.training_only ? "  [data pipeline, training only]"
-                                                                : "  [data pipeline]")
-                           : d.training_only ? "  [training only]"
-                           : d.is_output     ? "  [output]"
-                                             : "";
-        printf("%-18s %-18s %-22s %14s  %s%s\n", d.name, d.type, shape, p, ins, note);
+    for (int i = 0; i < s.nrows; i++) {
+        const kiln_summary_row *r = &s.rows[i];
+        printf("%-18s %-18s %-22s %14s  %s%s%s\n", r->cell[0], r->cell[1], r->cell[2], r->cell[3],
+               r->cell[4], *r->note ? "  " : "", r->note);
     }
     printf("%s\n", rule);
+    for (int i = 0; i < KILN_SUMMARY_TOTALS; i++) {
+        char label[64];
+        snprintf(label, sizeof label, "%s:", s.total_label[i]);
+        printf("%-24s %s\n", label, s.total_value[i]);
+    }
+    kiln_summary_free(&s);
+    return 0;
 }
 
 int kiln_cmd_summary(int argc, char **argv) {
@@ -172,17 +141,11 @@ int kiln_cmd_summary(int argc, char **argv) {
     kiln_model_get_totals(m, &t);
     printf("Model: %s (%s), input %dx%dx%d, %d classes\n\n", model, kiln_model_file(m), t.input_h,
            t.input_w, t.input_c, t.classes);
-    print_table(m);
-    char p[32], f[32], a[32], pb[32];
-    commas(t.params, p, sizeof p);
-    bytes((double)t.params * 4, pb, sizeof pb);
-    si((double)t.flops, "FLOP", f, sizeof f);
-    bytes((double)t.act_bytes, a, sizeof a);
-    printf("Total parameters:        %s (%s as f32)\n", p, pb);
-    printf("Forward FLOPs per image: %s (a multiply-add counts 2)\n", f);
-    printf("Activation memory:       %s for a batch of %d (every node's output kept for "
-           "backward, before buffer reuse)\n",
-           a, t.batch);
+    if (print_summary(m)) {
+        fprintf(stderr, "kiln summary: %s\n", kiln_last_error());
+        kiln_model_free(m);
+        return 1;
+    }
     for (int i = 0; i < kiln_model_warning_count(m); i++)
         fprintf(stderr, "warning: %s\n", kiln_model_warning(m, i));
     kiln_model_free(m);

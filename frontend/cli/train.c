@@ -17,7 +17,8 @@ static void train_usage(FILE *f) {
     fprintf(f, "usage: kiln train --model M --data SRC [options]\n"
                "\n"
                "Trains a model on a dataset (IDX images file, class-folder JPEG directory or tar\n"
-               "shards), validating after every epoch, with checkpoints and a CSV log in --out.\n"
+               "shards), validating after every epoch, with checkpoints, a CSV log and an HTML\n"
+               "report (report.html: loss/accuracy plots, model, device, timing) in --out.\n"
                "\n"
                "  --model NAME|FILE     a zoo model or a model file (frontend/MODEL-FORMAT.md)\n"
                "  --data SRC            training data (e.g. .../train-images-idx3-ubyte.gz)\n"
@@ -45,6 +46,8 @@ static void train_usage(FILE *f) {
                "  --max-steps N         stop after N steps in total (with a checkpoint)\n"
                "  --chance-steps N      check for a loss stuck at chance after N steps (200)\n"
                "  --on-nan stop|skip    non-finite loss or gradient: stop (default) or skip\n"
+               "  --log-grad-norms N    every N steps: each parameter's gradient and weight norm\n"
+               "                        to grad-norms.csv in --out, and a summary line\n"
                "\n"
                "environment: KILN_BACKEND, KILN_DEVICE (kiln devices --help)\n");
 }
@@ -73,7 +76,7 @@ static int parse_double(const char *s, double lo, double hi, double *out) {
     return 0;
 }
 
-static int parse_int(const char *s, long long lo, long long hi, long long *out) {
+int kiln_cli_parse_int(const char *s, long long lo, long long hi, long long *out) {
     char *e;
     errno = 0;
     long long v = strtoll(s, &e, 10);
@@ -82,7 +85,7 @@ static int parse_int(const char *s, long long lo, long long hi, long long *out) 
     return 0;
 }
 
-static int parse_input(const char *s, int *h, int *w, int *c) {
+int kiln_cli_parse_input(const char *s, int *h, int *w, int *c) {
     int v[3] = {0, 0, 0}, n = 0;
     const char *p = s;
     while (*p && n < 3) {
@@ -136,12 +139,13 @@ static int parse_args(const char *cmd, int argc, char **argv, cli_opts *o) {
         } else if (!strcmp(a, "--data")) {
             o->data = v;
         } else if (!strcmp(a, "--batch")) {
-            if (parse_int(v, 1, 1 << 20, &n)) return bad(cmd, a, v);
+            if (kiln_cli_parse_int(v, 1, 1 << 20, &n)) return bad(cmd, a, v);
             o->t.batch = (int)n;
         } else if (!strcmp(a, "--input")) {
-            if (parse_input(v, &o->input_h, &o->input_w, &o->input_c)) return bad(cmd, a, v);
+            if (kiln_cli_parse_input(v, &o->input_h, &o->input_w, &o->input_c))
+                return bad(cmd, a, v);
         } else if (!strcmp(a, "--workers")) {
-            if (parse_int(v, 0, 1024, &n)) return bad(cmd, a, v);
+            if (kiln_cli_parse_int(v, 0, 1024, &n)) return bad(cmd, a, v);
             o->t.workers = (int)n;
         } else if (!train && !strcmp(a, "--checkpoint")) {
             o->checkpoint = v;
@@ -152,7 +156,7 @@ static int parse_args(const char *cmd, int argc, char **argv, cli_opts *o) {
         } else if (!strcmp(a, "--val-split")) {
             if (parse_double(v, 1e-6, 0.99, &o->val_split)) return bad(cmd, a, v);
         } else if (!strcmp(a, "--epochs")) {
-            if (parse_int(v, 1, 1000000, &n)) return bad(cmd, a, v);
+            if (kiln_cli_parse_int(v, 1, 1000000, &n)) return bad(cmd, a, v);
             o->t.epochs = (int)n;
         } else if (!strcmp(a, "--augment")) {
             o->t.augment = v;
@@ -184,29 +188,32 @@ static int parse_args(const char *cmd, int argc, char **argv, cli_opts *o) {
             else
                 return bad(cmd, a, v);
         } else if (!strcmp(a, "--step-epochs")) {
-            if (parse_int(v, 1, 1000000, &n)) return bad(cmd, a, v);
+            if (kiln_cli_parse_int(v, 1, 1000000, &n)) return bad(cmd, a, v);
             o->t.step_epochs = (int)n;
         } else if (!strcmp(a, "--gamma")) {
             if (parse_double(v, 1e-6, 1, &d)) return bad(cmd, a, v);
             o->t.step_gamma = (float)d;
         } else if (!strcmp(a, "--warmup")) {
-            if (parse_int(v, 0, 1LL << 40, &n)) return bad(cmd, a, v);
+            if (kiln_cli_parse_int(v, 0, 1LL << 40, &n)) return bad(cmd, a, v);
             o->t.warmup_steps = n;
         } else if (!strcmp(a, "--label-smoothing")) {
             if (parse_double(v, 0, 0.99, &d)) return bad(cmd, a, v);
             o->t.label_smoothing = (float)d;
         } else if (!strcmp(a, "--seed")) {
-            if (parse_int(v, 0, (1LL << 62), &n)) return bad(cmd, a, v);
+            if (kiln_cli_parse_int(v, 0, (1LL << 62), &n)) return bad(cmd, a, v);
             o->t.seed = (uint64_t)n;
         } else if (!strcmp(a, "--out")) {
             o->t.out_dir = v;
         } else if (!strcmp(a, "--resume")) {
             o->checkpoint = v;
         } else if (!strcmp(a, "--max-steps")) {
-            if (parse_int(v, 1, 1LL << 40, &n)) return bad(cmd, a, v);
+            if (kiln_cli_parse_int(v, 1, 1LL << 40, &n)) return bad(cmd, a, v);
             o->t.max_steps = n;
+        } else if (!strcmp(a, "--log-grad-norms")) {
+            if (kiln_cli_parse_int(v, 1, 1LL << 40, &n)) return bad(cmd, a, v);
+            o->t.log_grad_norms = n;
         } else if (!strcmp(a, "--chance-steps")) {
-            if (parse_int(v, 1, 1LL << 40, &n)) return bad(cmd, a, v);
+            if (kiln_cli_parse_int(v, 1, 1LL << 40, &n)) return bad(cmd, a, v);
             o->t.chance_steps = n;
         } else if (!strcmp(a, "--on-nan")) {
             if (!strcmp(v, "stop"))
@@ -292,10 +299,15 @@ static void bar(const kiln_train_progress *p, char *out, size_t n) {
 static void on_progress(void *user, const kiln_train_progress *p) {
     progress_state *s = user;
     char line[512], t[32];
-    if (p->event == KILN_PROGRESS_MESSAGE) {
+    if (p->event == KILN_PROGRESS_MESSAGE || p->event == KILN_PROGRESS_INFO) {
         if (s->open_line) fputc('\n', stdout), s->open_line = 0;
+        if (p->event == KILN_PROGRESS_INFO) {
+            printf("%s\n", p->message);
+        } else {
+            fflush(stdout);
+            fprintf(stderr, "kiln train: %s\n", p->message);
+        }
         fflush(stdout);
-        fprintf(stderr, "kiln train: %s\n", p->message);
         return;
     }
     if (p->event == KILN_PROGRESS_STEP) {
@@ -401,6 +413,13 @@ int kiln_cmd_train(int argc, char **argv) {
         snprintf(out, sizeof out, "runs/%.*s", (int)strcspn(base, "."), base);
         o.t.out_dir = out;
     }
+    char command[4096];
+    size_t len = 0;
+    command[0] = '\0';
+    for (int i = 0; i < argc && len + 1 < sizeof command; i++)
+        len += (size_t)snprintf(command + len, sizeof command - len, "%s%s", i ? " " : "kiln ",
+                                argv[i]);
+    o.t.command = command;
     progress_state ps = {isatty(STDOUT_FILENO), 0, 0};
     o.t.progress = on_progress;
     o.t.user = &ps;
@@ -425,10 +444,12 @@ int kiln_cmd_train(int argc, char **argv) {
     if (r.stop == KILN_FIT_INTERRUPTED) {
         printf("interrupted: %s/last.safetensors holds the exact position (--resume it)\n",
                o.t.out_dir);
+        printf("report: %s/report.html\n", o.t.out_dir);
         session_free(&s);
         return 128 + interrupted;
     }
     if (r.stop == KILN_FIT_NAN) {
+        printf("report: %s/report.html\n", o.t.out_dir);
         fprintf(stderr, "kiln train: stopped on a non-finite loss or gradient\n");
         session_free(&s);
         return 1;
@@ -441,8 +462,10 @@ int kiln_cmd_train(int argc, char **argv) {
     if (r.has_val)
         printf("test accuracy %.4f (top-5 %.4f, loss %.4f) on %zu images\n", r.val_acc, r.val_top5,
                r.val_loss, kiln_dataset_size(s.val));
-    printf("checkpoints: %s/last.safetensors%s; log: %s/log.csv\n", o.t.out_dir,
-           r.has_val ? " and best.safetensors" : "", o.t.out_dir);
+    printf("checkpoints: %s/last.safetensors%s; log: %s/log.csv%s\n", o.t.out_dir,
+           r.has_val ? " and best.safetensors" : "", o.t.out_dir,
+           o.t.log_grad_norms ? ", grad-norms.csv" : "");
+    printf("report: %s/report.html\n", o.t.out_dir);
     session_free(&s);
     return 0;
 }

@@ -20,7 +20,14 @@
    Checkpoints (safetensors, kiln/checkpoint.h) hold every parameter under "<node>.weight" /
    "<node>.bias" (batch norm: "<node>.weight", "<node>.bias", "<node>.running_stats" [2, C] =
    mean, variance), the optimizer state as flat tensors "optimizer.*", and metadata: format,
-   model, epoch, step, global_step, seed, optimizer, adam_t, classes, input. */
+   model, epoch, step, global_step, seed, optimizer, adam_t, classes, input (HxWxC), best_val_acc,
+   augment (the training spec, from which the eval transform derives) and class_names (the training
+   data's class names, one per line; absent in checkpoints of older versions).
+
+   With an output directory, fit also writes log.csv (a row per epoch), report.html (rewritten
+   atomically after every epoch: SVG plots of loss and accuracy, the model summary, device,
+   backend, hyperparameters, timing, the final accuracy) and, with log_grad_norms,
+   grad-norms.csv. */
 #ifndef KILN_TRAIN_H
 #define KILN_TRAIN_H
 
@@ -46,7 +53,8 @@ typedef enum { KILN_NAN_STOP, KILN_NAN_SKIP } kiln_nan_policy;
 typedef enum {
     KILN_PROGRESS_STEP,      /* after every training step */
     KILN_PROGRESS_EPOCH_END, /* after the epoch's validation */
-    KILN_PROGRESS_MESSAGE    /* a diagnostic (message) */
+    KILN_PROGRESS_MESSAGE,   /* a diagnostic (message) */
+    KILN_PROGRESS_INFO       /* an informational line (message): the gradient-norm summary */
 } kiln_progress_event;
 
 typedef struct kiln_train_progress {
@@ -90,7 +98,13 @@ typedef struct kiln_train_options {
                                   log.csv, created if missing */
     int64_t chance_steps;      /* the chance-level diagnostic looks after this many steps
                                   (0: 200; < 0: never) */
-    kiln_nan_policy on_nan;    /* stop (default): no update, no checkpoint, fit returns */
+    kiln_nan_policy on_nan;    /* stop (default): no update, no checkpoint, fit returns. The
+                                  message names the parameter whose gradient went non-finite
+                                  first (in backward order) */
+    int64_t log_grad_norms;    /* every N steps (0: never): each parameter's gradient and weight
+                                  L2 norm, to grad-norms.csv in out_dir (step, param, grad_norm,
+                                  weight_norm, ratio) and a KILN_PROGRESS_INFO summary line */
+    const char *command;       /* optional: the command line, shown in the report */
     const volatile sig_atomic_t *interrupt; /* optional: when it reads nonzero (a signal handler
                                       sets it), fit finishes the step, writes last.safetensors at
                                       the exact position and returns KILN_FIT_INTERRUPTED */
@@ -151,6 +165,30 @@ kiln_status kiln_trainer_load(kiln_trainer_t t, const char *path, int weights_on
 const char *kiln_trainer_augment(kiln_trainer_t t, int training);
 /* Peak device memory of the two graphs (parameters, gradients, optimizer state, arenas). */
 size_t kiln_trainer_device_bytes(kiln_trainer_t t);
+/* One training step outside fit (benchmarks, custom loops): forward, backward and the
+   optimizer update with learning rate lr on a full batch of u8 [batch, H, W, C] images and
+   their labels; *loss = the batch's mean loss. A non-finite loss or gradient updates nothing
+   and is an error. */
+kiln_status kiln_trainer_step(kiln_trainer_t t, const uint8_t *images, const int32_t *labels,
+                              double lr, double *loss);
+
+/* ---- prediction ---- */
+
+/* The model input (height, width, channels) and class count the trainer was built for. */
+void kiln_trainer_input(kiln_trainer_t t, int *height, int *width, int *channels, int *classes);
+/* A class's name from the training data (set by fit, restored by kiln_trainer_load), or NULL
+   when unknown (a checkpoint without names). */
+const char *kiln_trainer_class_name(kiln_trainer_t t, int cls);
+/* One encoded JPEG (n bytes) through the evaluation loader's path into out [height, width,
+   channels] of the model's input: EXIF orientation, gray/RGB as the model reads, the eval
+   augmentation spec (preceded by a stretch to the model's size when the spec fixes none), and
+   the same region decode at a DCT scale and resampling. Errors describe what is wrong with the
+   data (the caller names the file). */
+kiln_status kiln_trainer_prepare_jpeg(kiln_trainer_t t, const uint8_t *jpg, size_t n, uint8_t *out);
+/* Class probabilities (softmax of the logits) of n images already at the model's input size,
+   in eval mode (no dropout, running batch-norm statistics, rescale/normalize applied):
+   probs[n * classes]. */
+kiln_status kiln_trainer_predict(kiln_trainer_t t, const uint8_t *images, int n, float *probs);
 
 #ifdef __cplusplus
 }
