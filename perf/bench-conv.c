@@ -3,18 +3,15 @@
    inputs, on the cpu (OpenBLAS im2col), opencl and clblast backends in one run, each result
    checked against the cpu backend. --peer adds PyTorch's CPU times (perf/peer_torch.py). */
 #include <math.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
+#include "bench-cases.h"
 #include "bench-util.h"
 #include "bench.h"
 #include "kiln/kiln.h"
-
-extern char **environ;
 
 enum { PASS_FWD, PASS_BWD_DATA, PASS_BWD_FILTER, NPASS };
 static const char *const pass_names[NPASS] = {"fwd", "bwd_data", "bwd_filter"};
@@ -47,50 +44,23 @@ static void layer_shape(const layer *l, char *out, size_t n) {
              l->input, l->name, l->n, l->c, l->h, l->w, l->o, l->k, l->s, l->p);
 }
 
-static int pool_out(int s) { /* 3x3 stride 2 (AlexNet) */
-    return s < 3 ? 0 : (s - 3) / 2 + 1;
-}
-
-/* The layer list; keep in step with perf/peer_torch.py (same shapes, same names). */
+/* The layers of perf/bench-cases.h (the list the op test harness registers too). */
 static int build_layers(layer *out, int cap, const int *nets, const int *inputs, int ninputs,
                         int batch) {
+    static const int shared[NNET] = {KILN_BENCH_ALEXNET, KILN_BENCH_VGG16N};
     int nl = 0;
-    for (int ii = 0; ii < ninputs; ii++) {
-        int in = inputs[ii];
-        if (nets[NET_ALEXNET]) {
-            static const struct {
-                const char *name;
-                int c, o, k, s, p, pool_before;
-            } a[] = {{"conv1", 3, 64, 11, 4, 2, 0},
-                     {"conv2", 64, 192, 5, 1, 2, 1},
-                     {"conv3", 192, 384, 3, 1, 1, 1},
-                     {"conv4", 384, 256, 3, 1, 1, 0},
-                     {"conv5", 256, 256, 3, 1, 1, 0}};
-            int s = in;
-            for (size_t i = 0; i < sizeof a / sizeof a[0] && nl < cap; i++) {
-                if (a[i].pool_before) s = pool_out(s);
-                if (s < 1) break;
-                layer *l = &out[nl++];
-                *l = (layer){NET_ALEXNET, in,     "",     batch,  a[i].c, s,
-                             s,           a[i].o, a[i].k, a[i].s, a[i].p};
-                snprintf(l->name, sizeof l->name, "%s", a[i].name);
-                s = (int)kiln_conv2d_out_size(s, a[i].k, a[i].s, a[i].p, a[i].p, 1);
+    for (int ii = 0; ii < ninputs; ii++)
+        for (int ni = 0; ni < NNET; ni++) {
+            if (!nets[ni]) continue;
+            kiln_bench_layer l[32];
+            int n = kiln_bench_net_layers(shared[ni], inputs[ii], l, 32);
+            for (int i = 0; i < n && nl < cap; i++) {
+                if (!l[i].k) continue;
+                out[nl] = (layer){ni,     inputs[ii], "",     batch,  l[i].c, l[i].h,
+                                  l[i].w, l[i].o,     l[i].k, l[i].s, l[i].p};
+                snprintf(out[nl++].name, sizeof out[0].name, "%s", l[i].name);
             }
         }
-        if (nets[NET_VGG16N]) {
-            static const int convs[5] = {2, 2, 3, 3, 3}, width[5] = {32, 64, 96, 128, 128};
-            int s = in, c = 3;
-            for (int b = 0; b < 5 && s >= 1; b++) {
-                for (int j = 0; j < convs[b] && nl < cap; j++) {
-                    layer *l = &out[nl++];
-                    *l = (layer){NET_VGG16N, in, "", batch, c, s, s, width[b], 3, 1, 1};
-                    snprintf(l->name, sizeof l->name, "b%dc%d", b + 1, j + 1);
-                    c = width[b];
-                }
-                s /= 2;
-            }
-        }
-    }
     return nl;
 }
 
@@ -173,57 +143,58 @@ static double rel_err(const float *a, const float *ref, size_t n) {
     return den > 0 ? num / den : num;
 }
 
-/* Runs the PyTorch peer; its rows ("row<TAB>shape<TAB>pass<TAB>ms<TAB>gflops<TAB>reps") are
-   matched to kiln's layers by shape string. Returns rows added. */
-static int run_peer(const char *script, const char *sizes, const char *nets, int batch, long min_ms,
-                    const layer *layers, int nl, row *rows) {
-    int fds[2];
-    if (pipe(fds)) return 0;
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
-    posix_spawn_file_actions_addclose(&fa, fds[0]);
-    char b[16], m[16];
-    snprintf(b, sizeof b, "%d", batch);
+/* Runs the PyTorch peer; its rows ("row<TAB>op<TAB>shape<TAB>ms<TAB>ms_min<TAB>ms_max<TAB>
+   runs<TAB>gflops<TAB>images/s") are matched to kiln's layers by shape string. Returns rows
+   added. */
+static int run_peer(const char *script, long min_ms, const layer *layers, int nl, row *rows) {
+    static const char *const peer_ops[NPASS] = {"conv2d", "conv2d_bwd_data", "conv2d_bwd_filter"};
+    char m[16];
     snprintf(m, sizeof m, "%ld", min_ms);
-    char *argv[] = {"python3",
-                    (char *)script,
-                    "--rows",
-                    "--sizes",
-                    (char *)sizes,
-                    "--nets",
-                    (char *)nets,
-                    "--batch",
-                    b,
-                    "--min-ms",
-                    m,
-                    NULL};
-    pid_t pid;
-    int rc = posix_spawnp(&pid, "python3", &fa, NULL, argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    close(fds[1]);
-    if (rc) {
-        close(fds[0]);
-        fprintf(stderr, "kiln bench conv: cannot run python3 %s\n", script);
+    char **argv = calloc((size_t)(2 * nl + 8), sizeof *argv);
+    char(*shapes)[160] = calloc((size_t)nl + 1, sizeof *shapes);
+    if (!argv || !shapes) {
+        free(argv);
+        free(shapes);
         return 0;
     }
-    FILE *f = fdopen(fds[0], "r");
+    int a = 0;
+    argv[a++] = "python3";
+    argv[a++] = (char *)script;
+    argv[a++] = "--rows";
+    argv[a++] = "--min-ms";
+    argv[a++] = m;
+    for (int li = 0; li < nl; li++) {
+        layer_shape(&layers[li], shapes[li], sizeof shapes[li]);
+        argv[a++] = "--layer";
+        argv[a++] = shapes[li];
+    }
+    int pid;
+    FILE *f = kiln_spawn_read(argv, &pid);
+    free(argv);
+    if (!f) {
+        fprintf(stderr, "kiln bench conv: cannot run python3 %s\n", script);
+        free(shapes);
+        return 0;
+    }
     int added = 0;
-    char line[512];
-    while (f && fgets(line, sizeof line, f)) {
+    char line[1024];
+    while (fgets(line, sizeof line, f)) {
         if (strncmp(line, "row\t", 4)) {
             fputs(line, stdout); /* the peer's notes (e.g. torch missing) */
             continue;
         }
-        char *shape = strtok(line + 4, "\t"), *pass = strtok(NULL, "\t");
-        char *ms = strtok(NULL, "\t"), *gf = strtok(NULL, "\t"), *reps = strtok(NULL, "\t\n");
-        if (!shape || !pass || !ms || !gf || !reps) continue;
+        char *save = NULL, *op = strtok_r(line + 4, "\t", &save);
+        char *shape = strtok_r(NULL, "\t", &save), *ms = strtok_r(NULL, "\t", &save);
+        strtok_r(NULL, "\t", &save); /* ms_min */
+        strtok_r(NULL, "\t", &save); /* ms_max */
+        char *reps = strtok_r(NULL, "\t", &save), *gf = strtok_r(NULL, "\t\n", &save);
+        if (!op || !shape || !ms || !reps || !gf) continue;
         for (int li = 0; li < nl; li++) {
             char s[160];
             layer_shape(&layers[li], s, sizeof s);
             if (strcmp(s, shape)) continue;
             for (int pi = 0; pi < NPASS; pi++)
-                if (!strcmp(pass, pass_names[pi])) {
+                if (!strcmp(op, peer_ops[pi])) {
                     row *r = &rows[added++];
                     memset(r, 0, sizeof *r);
                     r->layer = li;
@@ -238,9 +209,8 @@ static int run_peer(const char *script, const char *sizes, const char *nets, int
             break;
         }
     }
-    if (f) fclose(f);
-    int status = 0;
-    waitpid(pid, &status, 0);
+    kiln_spawn_wait(f, pid);
+    free(shapes);
     return added;
 }
 
@@ -258,13 +228,6 @@ static void usage(FILE *f) {
                "  --peer      also time PyTorch on the CPU with 2 threads (default script "
                "perf/peer_torch.py)\n"
                "The OpenCL device is KILN_DEVICE's choice (kiln devices).\n");
-}
-
-static int in_list(const char *list, const char *name) {
-    size_t len = strlen(name);
-    for (const char *p = list; (p = strstr(p, name)); p += len)
-        if ((p == list || p[-1] == ',') && (!p[len] || p[len] == ',')) return 1;
-    return 0;
 }
 
 int kiln_bench_conv(int argc, char **argv, const char *self) {
@@ -300,7 +263,7 @@ int kiln_bench_conv(int argc, char **argv, const char *self) {
         }
     }
     int nets[NNET] = {0}, inputs[8], ninputs = 0;
-    for (int i = 0; i < NNET; i++) nets[i] = in_list(nets_arg, net_names[i]);
+    for (int i = 0; i < NNET; i++) nets[i] = kiln_in_list(nets_arg, net_names[i]);
     for (const char *p = sizes; *p && ninputs < 8;) {
         char *end;
         long s = strtol(p, &end, 10);
@@ -315,7 +278,7 @@ int kiln_bench_conv(int argc, char **argv, const char *self) {
         fprintf(stderr, "kiln bench conv: --nets must name alexnet and/or vgg16n\n");
         return 2;
     }
-    if (!in_list(backends, "cpu")) {
+    if (!kiln_in_list(backends, "cpu")) {
         fprintf(stderr, "kiln bench conv: the cpu backend is the reference; keep it in "
                         "--backends\n");
         return 2;
@@ -326,7 +289,7 @@ int kiln_bench_conv(int argc, char **argv, const char *self) {
     const char *names[3] = {"cpu", "opencl", "clblast"};
     kiln_backend_t bes[3] = {0};
     for (int i = 0; i < 3; i++) {
-        if (!in_list(backends, names[i])) continue;
+        if (!kiln_in_list(backends, names[i])) continue;
         if (kiln_backend_init(names[i], NULL, &bes[i])) {
             fprintf(stderr, "kiln bench conv: skipping %s: %s\n", names[i], kiln_last_error());
             bes[i] = NULL;
@@ -405,8 +368,7 @@ int kiln_bench_conv(int argc, char **argv, const char *self) {
         free(out);
         for (int pi = 0; pi < NPASS; pi++) free(ref[pi]);
     }
-    if (peer && rows)
-        nrows += run_peer(peer, sizes, nets_arg, (int)batch, min_ms, layers, nl, rows + nrows);
+    if (peer && rows) nrows += run_peer(peer, min_ms, layers, nl, rows + nrows);
 
     /* Totals per network and input, per backend: fwd + bwd_data + bwd_filter. */
     printf("\ntotals (ms, fwd + bwd_data + bwd_filter; ratio = backend / cpu)\n");

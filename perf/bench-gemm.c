@@ -1,7 +1,5 @@
 /* `kiln bench gemm`: GEMM on the cpu (OpenBLAS), opencl and clblast backends in one run, as
    ratios to OpenBLAS, plus cold and warm program-cache time to first result. */
-#define _XOPEN_SOURCE 700 /* nftw */
-#include <ftw.h>
 #include <math.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -112,13 +110,6 @@ out:
     kiln_tensor_release(&b);
     kiln_tensor_release(&c);
     return ok;
-}
-
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
 }
 
 /* Runs `kiln bench cache-probe` in a fresh process; returns its time to first result. */
@@ -363,7 +354,7 @@ int kiln_bench_gemm(int argc, char **argv, const char *self) {
                 unsetenv("KILN_CACHE_DIR");
             free(saved_backend);
             free(saved_cache);
-            nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+            kiln_remove_tree(dir);
         }
         if (probed) {
             printf("program cache, opencl backend, time to first 256^3 GEMM result in a new "

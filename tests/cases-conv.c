@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "bench-cases.h"
 #include "harness.h"
 
 typedef struct conv_case {
@@ -235,6 +236,22 @@ void kiln_cases_conv(void) {
     add2((conv_case){.n = 8, .c = 64, .h = 32, .w = 32, .o = 64, .kh = 3, .p = {PAD1(1)}});
     /* a deep, small-spatial layer (VGG block 5 at 32x32 input) */
     add((conv_case){.n = 4, .c = 64, .h = 2, .w = 2, .o = 64, .kh = 3, .bias = 1, .p = {PAD1(1)}});
+
+    /* every convolution `kiln bench` times (perf/bench-cases.h), at kiln_bench_test_input */
+    for (int net = 0; net < KILN_BENCH_NNETS; net++)
+        for (int in = 0; kiln_bench_test_input(net, in); in++) {
+            kiln_bench_layer l[32];
+            int nl = kiln_bench_net_layers(net, kiln_bench_test_input(net, in), l, 32);
+            for (int i = 0; i < nl; i++)
+                if (l[i].k)
+                    add2((conv_case){.n = 3,
+                                     .c = l[i].c,
+                                     .h = l[i].h,
+                                     .w = l[i].w,
+                                     .o = l[i].o,
+                                     .kh = l[i].k,
+                                     .p = {.stride_h = l[i].s, PAD1(l[i].p)}});
+        }
 
     add_bias(2, 5, 7, 0, 0);
     add_bias(3, 3, 4, 5, 0);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "bench-cases.h"
 #include "harness.h"
 #include "philox.h"
 
@@ -425,6 +426,13 @@ static void convert_cases(void) {
         ew_case e = shaped(KILN_OP_U8_TO_F32, 4, shapes[i], 0, 256);
         add(&plain_kind, e, &rescale, sizeof rescale, " rescale");
         add(&plain_kind, e, &norm, sizeof norm, " mean/std");
+    }
+    /* the batches `kiln bench` converts (perf/bench-cases.h), at batch 2 */
+    int b[4];
+    for (int i = 0; kiln_bench_convert_shape(i, b); i++) {
+        const int64_t shape[4] = {2, b[1], b[2], b[3]};
+        add(&plain_kind, shaped(KILN_OP_U8_TO_F32, 4, shape, 0, 256), &norm, sizeof norm,
+            " mean/std");
     }
 }
 

@@ -2,6 +2,7 @@
    offsets, strided batches with broadcasts, and beta == 0 over a NaN-filled C. */
 #include <string.h>
 
+#include "bench-cases.h"
 #include "harness.h"
 
 typedef struct gemm_case {
@@ -93,4 +94,8 @@ void kiln_cases_gemm(void) {
     add((gemm_case){.m = 9, .n = 20, .k = 11, .batch = 5, .bcast_b = 1, .tb = 1, .alpha = 1.0f});
     add((gemm_case){.m = 300, .n = 257, .k = 513, .alpha = 1.0f});
     add((gemm_case){.m = 64, .n = 784, .k = 576, .tb = 1, .alpha = 1.0f});
+    /* the `kiln bench` GEMM sweep (perf/bench-cases.h) */
+    int s[3];
+    for (int i = 0; kiln_bench_gemm_shape(i, s); i++)
+        add((gemm_case){.m = s[0], .n = s[1], .k = s[2], .alpha = 1.0f});
 }

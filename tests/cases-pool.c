@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench-cases.h"
 #include "harness.h"
 
 /* ---- inputs ---- */
@@ -547,8 +548,24 @@ static void concat_cases(void) {
         .dtype = KILN_U8, .nd = 4, .axis = 0, .n = 2, .shape = {0, 3, 4, 4}, .sizes = {2, 1}});
 }
 
+/* every pooling layer `kiln bench` times (perf/bench-cases.h), at kiln_bench_test_input */
+static void bench_pool_cases(void) {
+    for (int net = 0; net < KILN_BENCH_NNETS; net++)
+        for (int in = 0; kiln_bench_test_input(net, in); in++) {
+            kiln_bench_layer l[32];
+            int nl = kiln_bench_net_layers(net, kiln_bench_test_input(net, in), l, 32);
+            for (int i = 0; i < nl; i++)
+                if (l[i].pool_k) {
+                    int k = l[i].pool_k, s = l[i].pool_s;
+                    add_pool(KILN_POOL_MAX, (pool_shape){3, l[i].c, l[i].h, l[i].w},
+                             (pool_win){k, k, s, s, 0, 0, 0, 0}, 1, 0, FILL_DISTINCT);
+                }
+        }
+}
+
 void kiln_cases_pool(void) {
     pool_cases();
+    bench_pool_cases();
     lrn_cases();
     copy_cases();
     concat_cases();
