@@ -79,7 +79,6 @@ const kiln_op_fn kiln_clblast_ops[KILN_OP_COUNT] = {
     [KILN_OP_GEMM] = kiln_clblast_gemm,
     [KILN_OP_CONV2D] = kiln_clblast_conv2d,
     [KILN_OP_CONV2D_BWD_DATA] = kiln_clblast_conv2d_bwd_data,
-    [KILN_OP_CONV2D_BWD_FILTER] = kiln_clblast_conv2d_bwd_filter,
 };
 
 int kiln_clblast_available(kiln_backend_t be) {
