@@ -58,38 +58,54 @@ typedef CAT(float, VW) vec_t;
 #define VLOAD(i, p) CAT(vload, VW)((i), (p))
 #define VSTORE(x, i, p) CAT(vstore, VW)((x), (i), (p))
 
-/* xp[plane][Hp][Wp] from x[plane][H][W]: one work-item per (row, plane) of xp.
- * d: s0 H, s1 W, s2 Hp, s3 Wp, s4 PT, s5 PL. */
+/* xp[plane][Hp][Wp] from x[plane][H][W]: one work-item per plane, row by row, so the
+ * interior of a row is a plain contiguous copy a CPU vectorises.
+ * d: s0 H, s1 W, s2 Hp, s3 Wp, s4 PT, s5 PL. Grid: {planes}. */
 __kernel void conv_tile_pad(const __global float *restrict x, ulong x_off,
                             __global float *restrict xp, ulong xp_off, const int8 d,
                             ulong planes) {
-    const int r = (int)get_global_id(0);
-    const ulong plane = get_global_id(1);
-    if (r >= d.s2 || plane >= planes)
+    const ulong plane = get_global_id(0);
+    if (plane >= planes)
         return;
-    __global float *dst = xp + xp_off + (plane * (ulong)d.s2 + (ulong)r) * (ulong)d.s3;
-    const int ir = r - d.s4;
-    if (ir < 0 || ir >= d.s0) {
-        for (int s = 0; s < d.s3; s++)
+    /* Columns [c0, c1) of xp come from x; the rest are zeros. */
+    const int c0 = clamp(d.s5, 0, d.s3), c1 = clamp(d.s5 + d.s1, c0, d.s3);
+    const int skip = d.s5 < 0 ? -d.s5 : 0; /* a negative pad crops the first columns */
+    for (int r = 0; r < d.s2; r++) {
+        __global float *dst = xp + xp_off + (plane * (ulong)d.s2 + (ulong)r) * (ulong)d.s3;
+        const int ir = r - d.s4;
+        if (ir < 0 || ir >= d.s0) {
+            for (int s = 0; s < d.s3; s++)
+                dst[s] = 0.0f;
+            continue;
+        }
+        const __global float *src =
+            x + x_off + (plane * (ulong)d.s0 + (ulong)ir) * (ulong)d.s1 + skip;
+        for (int s = 0; s < c0; s++)
             dst[s] = 0.0f;
-        return;
-    }
-    const __global float *src = x + x_off + (plane * (ulong)d.s0 + (ulong)ir) * (ulong)d.s1;
-    for (int s = 0; s < d.s3; s++) {
-        const int is = s - d.s5;
-        dst[s] = is >= 0 && is < d.s1 ? src[is] : 0.0f;
+        for (int s = c0; s < c1; s++)
+            dst[s] = src[s - c0];
+        for (int s = c1; s < d.s3; s++)
+            dst[s] = 0.0f;
     }
 }
 
-/* w[O][Cg][KH][KW] -> wp. d: s0 IC (per group), s1 OC (per group), s2 OPAD, s3 flip,
- * s4 Cg (w's second dimension), s5 Og (w's output channels per group).
- * Grid: {OPAD, IC*KH*KW, groups}. */
+/* w[O][Cg][KH][KW] -> wp, followed by one row per group of the bias (zeros without one),
+ * which conv_tile starts its accumulators from. d: s0 IC (per group), s1 OC (per group),
+ * s2 OPAD, s3 flip, s4 Cg (w's second dimension), s5 Og (w's output channels per group),
+ * s6 groups. Grid: {OPAD, IC*KH*KW + 1, groups}. */
 __kernel void conv_tile_pack_w(const __global float *restrict w, ulong w_off,
-                               __global float *restrict wp, ulong wp_off, const int8 d) {
+                               const __global float *restrict bias, ulong bias_off,
+                               int has_bias, __global float *restrict wp, ulong wp_off,
+                               const int8 d) {
     const int oc = (int)get_global_id(0), k = (int)get_global_id(1), g = (int)get_global_id(2);
     const int taps = KH * KW;
-    if (oc >= d.s2 || k >= d.s0 * taps)
+    if (oc >= d.s2 || k > d.s0 * taps || g >= d.s6)
         return;
+    if (k == d.s0 * taps) {
+        const ulong at = wp_off + ((ulong)d.s6 * d.s0 * taps + g) * d.s2 + oc;
+        wp[at] = has_bias && oc < d.s1 ? bias[bias_off + g * d.s1 + oc] : 0.0f;
+        return;
+    }
     const int ic = k / taps, t = k - ic * taps;
     float v = 0.0f;
     if (oc < d.s1) {
@@ -100,14 +116,12 @@ __kernel void conv_tile_pack_w(const __global float *restrict w, ulong w_off,
     wp[wp_off + ((ulong)g * d.s0 * taps + k) * d.s2 + oc] = v;
 }
 
-/* y[N][OC*G][OH][OW] (+ bias) from xp (padded, IC*G channels) and wp.
+/* y[N][OC*G][OH][OW] (+ bias) from xp (padded, IC*G channels) and wp (with its bias rows).
  * d: s0 IC (per group), s1 OC (per group), s2 OPAD, s3 groups, s4 Hp, s5 Wp, s6 OH, s7 OW.
  * Grid: {ceil(N*OH*OW / TILE_P), OPAD/TILE_O * groups}. */
 void conv_tile_one(const __global float *restrict xp, ulong xp_off,
-                   const __global float *restrict wp, ulong wp_off,
-                   const __global float *restrict bias, ulong bias_off, int has_bias,
-                   __global float *restrict y, ulong y_off, const int8 d, uint npix, uint t,
-                   int g, int o0) {
+                   const __global float *restrict wp, ulong wp_off, __global float *restrict y,
+                   ulong y_off, const int8 d, uint npix, uint t, int g, int o0) {
     const uint ohw = (uint)(d.s6 * d.s7);
     const ulong hpwp = (ulong)d.s4 * (ulong)d.s5;
     const int icall = d.s0 * d.s3;
@@ -115,22 +129,37 @@ void conv_tile_one(const __global float *restrict xp, ulong xp_off,
      * last pixel repeat it (their results are not stored). */
     const __global float *xl[TILE_P];
     ulong yl[TILE_P];
+    /* Divide once for the first pixel, then step (ow, oh, n) lane by lane. */
+    const uint p0 = t * TILE_P;
+    uint n = p0 / ohw, r = p0 - n * ohw;
+    uint oh = r / (uint)d.s7, ow = r - oh * (uint)d.s7;
 #pragma unroll
     for (int l = 0; l < TILE_P; l++) {
-        const uint p = min(t * TILE_P + (uint)l, npix - 1);
-        const uint n = p / ohw, r = p - n * ohw;
-        const uint oh = r / (uint)d.s7, ow = r - oh * (uint)d.s7;
         xl[l] = xp + xp_off + ((ulong)n * icall + (ulong)g * d.s0) * hpwp +
                 (ulong)(oh * SH) * d.s5 + ow * SW;
         yl[l] = (ulong)n * (ulong)(d.s1 * d.s3) * ohw + r;
+        if (p0 + (uint)l + 1 < npix) {
+            r++;
+            if (++ow == (uint)d.s7) {
+                ow = 0;
+                if (++oh == (uint)d.s6) {
+                    oh = 0;
+                    r = 0;
+                    n++;
+                }
+            }
+        }
     }
+    const __global float *wk = wp + wp_off + (ulong)g * d.s0 * KH * KW * d.s2 + o0;
+    const __global float *bk = wp + wp_off + ((ulong)d.s3 * d.s0 * KH * KW + g) * d.s2 + o0;
     vec_t acc[TILE_P][NV];
 #pragma unroll
-    for (int l = 0; l < TILE_P; l++)
+    for (int v = 0; v < NV; v++) {
+        const vec_t b0 = VLOAD(v, bk);
 #pragma unroll
-        for (int v = 0; v < NV; v++)
-            acc[l][v] = (vec_t)(0.0f);
-    const __global float *wk = wp + wp_off + (ulong)g * d.s0 * KH * KW * d.s2 + o0;
+        for (int l = 0; l < TILE_P; l++)
+            acc[l][v] = b0;
+    }
     for (int ic = 0; ic < d.s0; ic++) {
 #pragma unroll
         for (int kh = 0; kh < KH; kh++)
@@ -157,28 +186,30 @@ void conv_tile_one(const __global float *restrict xp, ulong xp_off,
     const int nvalid = min(TILE_O, d.s1 - o0);
     const int npx = (int)min((uint)TILE_P, npix - t * TILE_P);
     const ulong ybase = y_off + (ulong)(g * d.s1 + o0) * ohw;
-    float b[TILE_O];
-    for (int o = 0; o < TILE_O; o++)
-        b[o] = has_bias && o < nvalid ? bias[bias_off + g * d.s1 + o0 + o] : 0.0f;
-    /* Unrolled with a guard (not a shorter loop) so acc stays in registers. */
+    float v[TILE_P][TILE_O];
 #pragma unroll
-    for (int l = 0; l < TILE_P; l++) {
-        if (l >= npx)
-            continue;
-        float v[TILE_O];
+    for (int l = 0; l < TILE_P; l++)
 #pragma unroll
         for (int u = 0; u < NV; u++)
-            VSTORE(acc[l][u], u, v);
+            VSTORE(acc[l][u], u, v[l]);
+    if (npx == TILE_P && yl[TILE_P - 1] - yl[0] == TILE_P - 1) {
+        /* The usual case: the tile's pixels are consecutive in one image, so each output
+         * channel takes one 8-wide store. */
         for (int o = 0; o < nvalid; o++)
-            y[ybase + yl[l] + (ulong)o * ohw] = v[o] + b[o];
+            vstore8((float8)(v[0][o], v[1][o], v[2][o], v[3][o], v[4][o], v[5][o], v[6][o],
+                             v[7][o]),
+                    0, y + ybase + yl[0] + (ulong)o * ohw);
+        return;
     }
+    for (int l = 0; l < npx; l++)
+        for (int o = 0; o < nvalid; o++)
+            y[ybase + yl[l] + (ulong)o * ohw] = v[l][o];
 }
 
 /* Work-item (i, z) computes pixel tiles [i*per, (i+1)*per) of output-channel tile z: a few
  * tiles per item amortise the per-work-group cost of a CPU runtime and reuse the weights. */
 __kernel void conv_tile(const __global float *restrict xp, ulong xp_off,
                         const __global float *restrict wp, ulong wp_off,
-                        const __global float *restrict bias, ulong bias_off, int has_bias,
                         __global float *restrict y, ulong y_off, const int8 d, uint npix,
                         uint per) {
     const uint i = (uint)get_global_id(0);
@@ -187,8 +218,7 @@ __kernel void conv_tile(const __global float *restrict xp, ulong xp_off,
         return;
     const int g = z / notile, o0 = (z - g * notile) * TILE_O;
     for (uint t = i * per; t < (i + 1) * per && t * TILE_P < npix; t++)
-        conv_tile_one(xp, xp_off, wp, wp_off, bias, bias_off, has_bias, y, y_off, d, npix, t, g,
-                      o0);
+        conv_tile_one(xp, xp_off, wp, wp_off, y, y_off, d, npix, t, g, o0);
 }
 
 /* dyt[g][n][pixel][opad] from dy[N][oc*groups][ohw], output channels zero-padded to opad.

@@ -139,6 +139,9 @@ void kiln_atomic_abort(kiln_atomic_file *af);
 
 /* Runs fn on dst; under KILN_PROFILE also times it (synchronised) for the exit report. */
 kiln_status kiln_profile_run(kiln_backend_t be, kiln_op_fn fn, kiln_tensor *dst);
+/* Whether KILN_PROFILE is on; backends then report each device kernel's execution time. */
+int kiln_profile_enabled(void);
+void kiln_profile_kernel(const char *name, double seconds);
 
 /* Monotonic seconds, for timing and progress. */
 double kiln_time_s(void);

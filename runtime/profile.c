@@ -25,14 +25,29 @@ static pthread_mutex_t profile_lock = PTHREAD_MUTEX_INITIALIZER;
 static profile_entry profile_table[PROFILE_SLOTS];
 static int profile_used, profile_state; /* state: 0 unknown, 1 on, -1 off */
 
+/* Device kernels, by name (the backend reports their execution times). */
+typedef struct {
+    char name[48];
+    long calls;
+    double seconds;
+} kernel_entry;
+static kernel_entry kernel_table[256];
+static int kernels_used;
+
 static int by_time(const void *a, const void *b) {
     double x = ((const profile_entry *)a)->seconds, y = ((const profile_entry *)b)->seconds;
+    return (x < y) - (x > y);
+}
+
+static int kernel_by_time(const void *a, const void *b) {
+    double x = ((const kernel_entry *)a)->seconds, y = ((const kernel_entry *)b)->seconds;
     return (x < y) - (x > y);
 }
 
 static void profile_report(void) {
     pthread_mutex_lock(&profile_lock);
     qsort(profile_table, (size_t)profile_used, sizeof *profile_table, by_time);
+    qsort(kernel_table, (size_t)kernels_used, sizeof *kernel_table, kernel_by_time);
     double total = 0.0, per_op[KILN_OP_COUNT] = {0};
     for (int i = 0; i < profile_used; i++) {
         total += profile_table[i].seconds;
@@ -52,10 +67,15 @@ static void profile_report(void) {
         if (per_op[op] > 0)
             fprintf(stderr, "  %-20s %10.1f ms %6.1f%%\n", kiln_op_name((kiln_op)op),
                     per_op[op] * 1e3, total > 0 ? 100.0 * per_op[op] / total : 0);
+    if (kernels_used) fprintf(stderr, "device kernels (execution time):\n");
+    for (int i = 0; i < kernels_used && i < 30; i++)
+        fprintf(stderr, "  %-28s %8ld calls %10.1f ms %6.1f%%\n", kernel_table[i].name,
+                kernel_table[i].calls, kernel_table[i].seconds * 1e3,
+                total > 0 ? 100.0 * kernel_table[i].seconds / total : 0);
     pthread_mutex_unlock(&profile_lock);
 }
 
-static int profile_enabled(void) {
+int kiln_profile_enabled(void) {
     if (profile_state) return profile_state > 0;
     pthread_mutex_lock(&profile_lock);
     if (!profile_state) {
@@ -68,7 +88,7 @@ static int profile_enabled(void) {
 }
 
 kiln_status kiln_profile_run(kiln_backend_t be, kiln_op_fn fn, kiln_tensor *dst) {
-    if (!profile_enabled()) return fn(be, dst);
+    if (!kiln_profile_enabled()) return fn(be, dst);
     kiln_backend_synchronize(be);
     double t0 = kiln_time_s();
     kiln_status st = fn(be, dst);
@@ -92,4 +112,20 @@ kiln_status kiln_profile_run(kiln_backend_t be, kiln_op_fn fn, kiln_tensor *dst)
     }
     pthread_mutex_unlock(&profile_lock);
     return st;
+}
+
+void kiln_profile_kernel(const char *name, double seconds) {
+    pthread_mutex_lock(&profile_lock);
+    int i = 0;
+    while (i < kernels_used && strncmp(kernel_table[i].name, name, sizeof kernel_table[i].name))
+        i++;
+    if (i < (int)(sizeof kernel_table / sizeof *kernel_table)) {
+        if (i == kernels_used) {
+            kernels_used++;
+            snprintf(kernel_table[i].name, sizeof kernel_table[i].name, "%s", name);
+        }
+        kernel_table[i].calls++;
+        kernel_table[i].seconds += seconds;
+    }
+    pthread_mutex_unlock(&profile_lock);
 }

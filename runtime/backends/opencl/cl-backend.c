@@ -189,7 +189,9 @@ kiln_status kiln_cl_backend_setup(kiln_backend_t be, const kiln_device_info *dev
     cl_bool unified = CL_FALSE;
     clGetDeviceInfo(cl->device, CL_DEVICE_HOST_UNIFIED_MEMORY, sizeof unified, &unified, NULL);
     cl->host_shared = unified && dev->type == KILN_DEVICE_CPU && !cl->oclgrind;
-    cl->queue = clCreateCommandQueue(cl->context, cl->device, 0, &err);
+    cl->profiling = kiln_profile_enabled();
+    cl->queue = clCreateCommandQueue(cl->context, cl->device,
+                                     cl->profiling ? CL_QUEUE_PROFILING_ENABLE : 0, &err);
     if (err != CL_SUCCESS) {
         st = kiln_cl_fail(err, "creating a queue on %s", dev->name);
         cl_free(be);

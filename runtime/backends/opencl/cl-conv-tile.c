@@ -112,8 +112,8 @@ static kiln_status pad(kiln_backend_t be, const tile_geom *t, cl_mem x, size_t x
     if (!st)
         st = kiln_cl_args(k, "conv_tile_pad", 6, sizeof x, &x, sizeof xo, &xo, sizeof buf, &buf,
                           sizeof po, &po, sizeof d, &d, sizeof planes, &planes);
-    const size_t global[2] = {t->hp, (size_t)planes}, local[2] = {1, 16};
-    return st ? st : kiln_cl_launch(kiln_cl(be), k, "conv_tile_pad", 2, global, local);
+    const size_t global = (size_t)planes, local = 1;
+    return st ? st : kiln_cl_launch(kiln_cl(be), k, "conv_tile_pad", 1, &global, &local);
 }
 
 static size_t padded_elems(const tile_geom *t) {
@@ -127,7 +127,8 @@ static kiln_status run_tile(kiln_backend_t be, const tile_geom *t, const kiln_cl
                             const kiln_tensor *bias, cl_mem y, size_t y_off) {
     kiln_cl_ctx *cl = kiln_cl(be);
     const size_t taps = (size_t)t->kh * (size_t)t->kw;
-    const size_t wp_elems = round_up(t->groups * t->ic * taps * t->opad, 16);
+    /* the packed weights, then one bias row per group */
+    const size_t wp_elems = round_up(t->groups * (t->ic * taps + 1) * t->opad, 16);
     cl_mem buf, in;
     size_t in_off;
     kiln_status st = kiln_cl_get_scratch(cl, (wp_elems + padded_elems(t)) * sizeof(float), &buf);
@@ -139,20 +140,21 @@ static kiln_status run_tile(kiln_backend_t be, const tile_geom *t, const kiln_cl
     d.s[3] = flip;
     d.s[4] = (cl_int)g->cg;
     d.s[5] = (cl_int)g->og;
-    cl_mem wm = kiln_cl_mem(w);
-    cl_ulong wo = kiln_cl_off(w), zero = 0;
+    d.s[6] = (cl_int)t->groups;
+    cl_mem wm = kiln_cl_mem(w), bm = bias ? kiln_cl_mem(bias) : wm;
+    cl_ulong wo = kiln_cl_off(w), bo = bias ? kiln_cl_off(bias) : 0, zero = 0;
+    cl_int has = bias != NULL;
     if ((st = kernel(be, t, "conv_tile_pack_w", &k)) ||
-        (st = kiln_cl_args(k, "conv_tile_pack_w", 5, sizeof wm, &wm, sizeof wo, &wo, sizeof buf,
-                           &buf, sizeof zero, &zero, sizeof d, &d)))
+        (st = kiln_cl_args(k, "conv_tile_pack_w", 8, sizeof wm, &wm, sizeof wo, &wo, sizeof bm, &bm,
+                           sizeof bo, &bo, sizeof has, &has, sizeof buf, &buf, sizeof zero, &zero,
+                           sizeof d, &d)))
         return st;
-    size_t gw[3] = {t->opad, t->ic * taps, t->groups}, lw[3] = {TILE_O, 1, 1};
+    size_t gw[3] = {t->opad, t->ic * taps + 1, t->groups}, lw[3] = {TILE_O, 1, 1};
     if ((st = kiln_cl_launch(cl, k, "conv_tile_pack_w", 3, gw, lw))) return st;
 
     d = dims(t);
     cl_uint npix = (cl_uint)(t->n * t->oh * t->ow);
-    cl_mem bm = bias ? kiln_cl_mem(bias) : buf;
-    cl_ulong io = in_off, bo = bias ? kiln_cl_off(bias) : 0, yo = y_off;
-    cl_int has = bias != NULL;
+    cl_ulong io = in_off, yo = y_off;
     /* Tiles per work-item: several, while leaving at least ITEMS_PER_CU items per compute
        unit for load balance. */
     size_t tiles = (npix + TILE_P - 1) / TILE_P, otiles = t->opad / TILE_O * t->groups;
@@ -161,10 +163,9 @@ static kiln_status run_tile(kiln_backend_t be, const tile_geom *t, const kiln_cl
     per = per < 1 ? 1 : per > MAX_TILES_PER_ITEM ? MAX_TILES_PER_ITEM : per;
     cl_uint u_per = (cl_uint)per;
     if ((st = kernel(be, t, "conv_tile", &k)) ||
-        (st = kiln_cl_args(k, "conv_tile", 12, sizeof in, &in, sizeof io, &io, sizeof buf, &buf,
-                           sizeof zero, &zero, sizeof bm, &bm, sizeof bo, &bo, sizeof has, &has,
-                           sizeof y, &y, sizeof yo, &yo, sizeof d, &d, sizeof npix, &npix,
-                           sizeof u_per, &u_per)))
+        (st = kiln_cl_args(k, "conv_tile", 9, sizeof in, &in, sizeof io, &io, sizeof buf, &buf,
+                           sizeof zero, &zero, sizeof y, &y, sizeof yo, &yo, sizeof d, &d,
+                           sizeof npix, &npix, sizeof u_per, &u_per)))
         return st;
     size_t gc[2] = {(tiles + per - 1) / per, otiles}, lc[2] = {1, 1};
     return kiln_cl_launch(cl, k, "conv_tile", 2, gc, lc);

@@ -36,6 +36,7 @@ typedef struct kiln_cl_ctx {
     void *gemm_tune; /* struct kiln_gemm_tune, filled on first GEMM */
     int oclgrind;    /* the Oclgrind simulator (see kiln_cl_workspace) */
     int host_shared; /* a CPU device whose buffers are host memory: maps copy nothing */
+    int profiling;   /* KILN_PROFILE: the queue records kernel execution times */
 } kiln_cl_ctx;
 
 static inline kiln_cl_ctx *kiln_cl(kiln_backend_t be) {

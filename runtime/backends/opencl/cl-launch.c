@@ -29,6 +29,17 @@ static int sync_mode(void) {
     return mode;
 }
 
+/* KILN_PROFILE: waits for the kernel and reports its execution time. */
+static void profile(cl_event ev, const char *name) {
+    cl_ulong t0 = 0, t1 = 0;
+    if (clWaitForEvents(1, &ev) == CL_SUCCESS &&
+        clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_START, sizeof t0, &t0, NULL) ==
+            CL_SUCCESS &&
+        clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_END, sizeof t1, &t1, NULL) == CL_SUCCESS)
+        kiln_profile_kernel(name, (double)(t1 - t0) * 1e-9);
+    clReleaseEvent(ev);
+}
+
 kiln_status kiln_cl_launch(kiln_cl_ctx *cl, cl_kernel k, const char *name, cl_uint dims,
                            const size_t *global, const size_t *local) {
     size_t loc[3] = {1, 1, 1}, glob[3] = {1, 1, 1};
@@ -61,9 +72,13 @@ kiln_status kiln_cl_launch(kiln_cl_ctx *cl, cl_kernel k, const char *name, cl_ui
     for (;;) {
         for (cl_uint d = 0; d < dims; d++)
             glob[d] = local ? (global[d] + loc[d] - 1) / loc[d] * loc[d] : global[d];
+        cl_event ev = NULL;
         cl_int err = clEnqueueNDRangeKernel(cl->queue, k, dims, NULL, glob, local ? loc : NULL, 0,
-                                            NULL, NULL);
-        if (err == CL_SUCCESS) break;
+                                            NULL, cl->profiling ? &ev : NULL);
+        if (err == CL_SUCCESS) {
+            if (ev) profile(ev, name);
+            break;
+        }
         int shrinkable = 0;
         for (cl_uint d = 0; local && d < dims; d++) shrinkable |= loc[d] > 1;
         if ((err == CL_INVALID_WORK_GROUP_SIZE || err == CL_OUT_OF_RESOURCES ||
