@@ -73,7 +73,7 @@ static inline int kiln_bench_net_layers(int net, int input, kiln_bench_layer *ou
             s = (s + 2 * a[i].p - a[i].k) / a[i].st + 1;
             if (a[i].pool_after && s >= 3 && n < cap) {
                 out[n] = (kiln_bench_layer){net, input, "", a[i].o, s, s, 0, 0, 0, 0, 3, 2};
-                snprintf(out[n++].name, sizeof out[0].name, "pool%d", i + 1);
+                snprintf(out[n++].name, sizeof out[0].name, "pool%u", (unsigned char)(i + 1));
                 s = kiln_bench_pool_out(s, 3, 2);
             }
         }
@@ -86,12 +86,13 @@ static inline int kiln_bench_net_layers(int net, int input, kiln_bench_layer *ou
     for (int b = 0; b < 5 && s >= 1; b++) {
         for (int j = 0; j < convs[b] && n < cap; j++) {
             out[n] = (kiln_bench_layer){net, input, "", c, s, s, width[b], 3, 1, 1, 0, 0};
-            snprintf(out[n++].name, sizeof out[0].name, "b%dc%d", b + 1, j + 1);
+            snprintf(out[n++].name, sizeof out[0].name, "b%uc%u", (unsigned char)(b + 1),
+                     (unsigned char)(j + 1));
             c = width[b];
         }
         if (s >= 2 && n < cap) {
             out[n] = (kiln_bench_layer){net, input, "", c, s, s, 0, 0, 0, 0, 2, 2};
-            snprintf(out[n++].name, sizeof out[0].name, "pool%d", b + 1);
+            snprintf(out[n++].name, sizeof out[0].name, "pool%u", (unsigned char)(b + 1));
         }
         s = kiln_bench_pool_out(s, 2, 2);
     }

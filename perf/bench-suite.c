@@ -520,7 +520,7 @@ static void report_meta(suite *s) {
     char *argv[] = {"git", "-C", s->src, "rev-parse", "--short=12", "HEAD", NULL};
     int pid;
     FILE *f = kiln_spawn_read(argv, &pid);
-    char line[128] = "";
+    char line[40] = ""; /* a 12-digit hash; leaves room for the suffix in r->commit */
     if (f && fgets(line, sizeof line, f)) line[strcspn(line, "\n")] = '\0';
     if (f && kiln_spawn_wait(f, pid) == 0 && line[0]) {
         char *diff[] = {"git", "-C", s->src, "diff", "--quiet", "HEAD", NULL};
