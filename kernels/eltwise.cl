@@ -221,25 +221,23 @@ kernel void kiln_sum_squares_parts(global const float *x, ulong x_off, ulong n, 
     part[t] = s;
 }
 
-/* CPU form: item t sums the contiguous chunk [t*per, (t+1)*per) with 16-wide vectors (per is
- * a multiple of 16), one stream per core, instead of one scalar per work-item. */
+/* CPU form: item t sums the contiguous chunk [t*per, (t+1)*per) (per is a multiple of 16),
+ * one stream per core, instead of one scalar per work-item; sixteen independent sums let the
+ * compiler keep them in one vector register. */
 kernel void kiln_sum_squares_chunks(global const float *x, ulong x_off, ulong n, ulong per,
                                     global float *part, uint nparts) {
     uint t = (uint)get_global_id(0);
     if (t >= nparts) return;
     ulong i = t * per, end = min(n, i + per);
     const global float *p = x + x_off;
-    float16 acc = (float16)(0.0f);
-    for (; i + 16 <= end; i += 16) {
-        float16 v = vload16(0, p + i);
-        acc = fma(v, v, acc);
-    }
+    float a[16];
+    for (int j = 0; j < 16; j++) a[j] = 0.0f;
+    for (; i + 16 <= end; i += 16)
+        for (int j = 0; j < 16; j++) a[j] = fma(p[i + j], p[i + j], a[j]);
     float s = 0.0f;
     for (; i < end; i++) s += p[i] * p[i];
-    float8 a8 = acc.lo + acc.hi;
-    float4 a4 = a8.lo + a8.hi;
-    float2 a2 = a4.lo + a4.hi;
-    part[t] = s + a2.x + a2.y;
+    for (int j = 0; j < 16; j++) s += a[j];
+    part[t] = s;
 }
 
 kernel void kiln_sum_parts(global const float *part, uint nparts, global float *y, ulong y_off,

@@ -186,6 +186,18 @@ kiln_status kiln_cl_backend_setup(kiln_backend_t be, const kiln_device_info *dev
         return st;
     }
     cl->oclgrind = strstr(dev->platform, "Oclgrind") != NULL;
+    /* Ops with a CPU form and a GPU form (convolutions, reductions) pick by device type;
+       KILN_KERNELS=cpu|gpu forces one (tests run both forms on every device). */
+    const char *kv = getenv("KILN_KERNELS");
+    cl->cpu_kernels = dev->type == KILN_DEVICE_CPU;
+    if (kv && *kv) {
+        if (strcmp(kv, "cpu") && strcmp(kv, "gpu")) {
+            cl_free(be);
+            return kiln_error(KILN_INVALID_ARGUMENT, "KILN_KERNELS='%s' is not valid (cpu, gpu)",
+                              kv);
+        }
+        cl->cpu_kernels = !strcmp(kv, "cpu");
+    }
     cl_bool unified = CL_FALSE;
     clGetDeviceInfo(cl->device, CL_DEVICE_HOST_UNIFIED_MEMORY, sizeof unified, &unified, NULL);
     cl->host_shared = unified && dev->type == KILN_DEVICE_CPU && !cl->oclgrind;

@@ -220,8 +220,8 @@ static void workspace_free(workspace *ws) {
     if (ws->mem) clReleaseMemObject(ws->mem);
 }
 
-/* The algorithm choices: KILN_TUNE_CONV="DIRECT_MAX_C=n,TILE=0|1" over the device type's
-   defaults (tests use it to run every kernel on every device). */
+/* The algorithm choices: KILN_TUNE_CONV="DIRECT_MAX_C=n,TILE=0|1" over the defaults (the
+   device type's; TILE follows KILN_KERNELS). */
 typedef struct {
     size_t direct_max_c;
     int tile;
@@ -230,7 +230,7 @@ typedef struct {
 static kiln_status tune(kiln_backend_t be, conv_tune *t) {
     int cpu = be->device.type == KILN_DEVICE_CPU;
     t->direct_max_c = cpu ? KILN_CONV_DIRECT_MAX_C_CPU : KILN_CONV_DIRECT_MAX_C_GPU;
-    t->tile = cpu;
+    t->tile = kiln_cl(be)->cpu_kernels;
     const char *v = getenv("KILN_TUNE_CONV");
     for (const char *p = v; p && *p;) {
         static const char *names[2] = {"DIRECT_MAX_C=", "TILE="};

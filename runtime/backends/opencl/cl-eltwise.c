@@ -175,7 +175,7 @@ kiln_status kiln_cl_sum_squares(kiln_backend_t be, kiln_tensor *dst) {
         return st;
     /* Interleaved on GPUs (coalesced); on CPUs one contiguous, vectorised chunk per core
        (a scalar work-item per chunk would be vectorised across items by PoCL: gathers). */
-    if (be->device.type == KILN_DEVICE_CPU) {
+    if (cl->cpu_kernels) {
         size_t cus = be->device.compute_units ? be->device.compute_units : 1;
         size_t per = (n + 4 * cus - 1) / (4 * cus);
         per = (per + 15) / 16 * 16;

@@ -37,6 +37,7 @@ typedef struct kiln_cl_ctx {
     int oclgrind;    /* the Oclgrind simulator (see kiln_cl_workspace) */
     int host_shared; /* a CPU device whose buffers are host memory: maps copy nothing */
     int profiling;   /* KILN_PROFILE: the queue records kernel execution times */
+    int cpu_kernels; /* the kernel variants written for CPUs (KILN_KERNELS, else CPU devices) */
 } kiln_cl_ctx;
 
 static inline kiln_cl_ctx *kiln_cl(kiln_backend_t be) {
