@@ -650,7 +650,7 @@ static void input_stats(struct kiln_trainer *t) {
 static void chance_diagnostic(struct kiln_trainer *t, double recent, int64_t steps) {
     double chance = log((double)t->classes);
     message(t,
-            "loss is still %.3f after %lld steps, about chance level ln(%d) = %.3f. Usual causes:\n"
+            "loss is %.3f after %lld steps, about chance level ln(%d) = %.3f. Usual causes:\n"
             "  - unnormalized input: raw 0-255 pixels reaching the first layer (see the first "
             "batch's statistics; a rescale/normalize node whose output is never used)\n"
             "  - learning rate too high (diverging to the uniform prediction) or too low\n"
@@ -690,6 +690,7 @@ typedef struct fit_ctx {
     int64_t steps;
     double recent[CHANCE_AVG];
     int64_t fit_steps; /* steps done by this fit call */
+    int at_chance;     /* the last chance-level check found the loss there (warned once) */
 } fit_ctx;
 
 /* ---- gradient norms ---- */
@@ -924,13 +925,17 @@ kiln_status kiln_trainer_fit(kiln_trainer_t t, kiln_dataset_t train, kiln_datase
                 c.recent[c.fit_steps % CHANCE_AVG] = loss;
             }
             t->step++, t->global_step++, c.fit_steps++, fit_images += t->batch;
-            if (ok && c.fit_steps == t->o.chance_steps && t->classes > 1) {
+            /* Every chance_steps steps: a net that never learned, and one that learned and
+               then collapsed (a learning rate too high), both end at chance level. One
+               diagnostic per stretch at chance. */
+            if (ok && c.fit_steps % t->o.chance_steps == 0 && t->classes > 1) {
                 int navg = c.fit_steps < CHANCE_AVG ? (int)c.fit_steps : CHANCE_AVG;
                 double m = 0;
                 for (int k = 0; k < navg; k++) m += c.recent[k];
                 m /= navg;
-                if (m > CHANCE_RATIO * log((double)t->classes))
-                    chance_diagnostic(t, m, c.fit_steps);
+                int stuck = m > CHANCE_RATIO * log((double)t->classes);
+                if (stuck && !c.at_chance) chance_diagnostic(t, m, c.fit_steps);
+                c.at_chance = stuck;
             }
             if (t->o.progress) {
                 kiln_loader_get_stats(c.ld, &ls1);
