@@ -274,16 +274,23 @@ __kernel void conv_tile_dw(const __global float *restrict xp, ulong xp_off,
     for (uint n = n0; n < n1; n++) {
         const __global float *xn = xp + xp_off + (ulong)n * icall * hpwp;
         for (int oh = 0; oh < d.s6; oh++) {
-            const __global float *xr = xn + (ulong)(oh * SH) * d.s5;
+            /* Lane pointers per row, indexed by one shared column offset: base + index
+             * addressing, no per-pixel offset arithmetic (which the compiler would otherwise
+             * do in vector registers and extract lane by lane). */
+            const __global float *xq[TILE_P];
+#pragma unroll
+            for (int l = 0; l < TILE_P; l++)
+                xq[l] = xn + (ulong)(oh * SH) * d.s5 + kl[l];
             for (int ow = 0; ow < d.s7; ow++) {
                 vec_t dv[NV];
 #pragma unroll
                 for (int v = 0; v < NV; v++)
                     dv[v] = VLOAD(v, dp);
                 dp += d.s2;
+                const int at = ow * SW;
 #pragma unroll
                 for (int l = 0; l < TILE_P; l++) {
-                    const vec_t xv = (vec_t)(xr[kl[l] + ow * SW]);
+                    const vec_t xv = (vec_t)(xq[l][at]);
 #pragma unroll
                     for (int v = 0; v < NV; v++)
                         acc[l][v] = fma(xv, dv[v], acc[l][v]);
