@@ -197,13 +197,10 @@ __kernel void conv_direct(const __global float *x, ulong x_off, const __global f
     }
 }
 
-/* BIAS_GRAD, stage 1: part[n][c] = sum over the plane of dy[n][c]. Grid: (C, N). */
-__kernel void bias_grad_rows(const __global float *dy, ulong dy_off, __global float *part,
-                             ulong part_off, uint c, uint n, ulong plane)
+/* The sum of one plane in four interleaved chains (a fixed order: both BIAS_GRAD forms give
+ * the same plane sums). */
+float plane_sum(const __global float *p, ulong plane)
 {
-    const uint ci = (uint)get_global_id(0), ni = (uint)get_global_id(1);
-    if (ci >= c || ni >= n) return;
-    const __global float *p = dy + dy_off + ((ulong)ni * c + ci) * plane;
     float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
     ulong i = 0;
     for (; i + 4 <= plane; i += 4) {
@@ -213,7 +210,17 @@ __kernel void bias_grad_rows(const __global float *dy, ulong dy_off, __global fl
         s3 += p[i + 3];
     }
     for (; i < plane; i++) s0 += p[i];
-    part[part_off + (ulong)ni * c + ci] = (s0 + s1) + (s2 + s3);
+    return (s0 + s1) + (s2 + s3);
+}
+
+/* BIAS_GRAD, stage 1: part[n][c] = sum over the plane of dy[n][c]. Grid: (C, N). */
+__kernel void bias_grad_rows(const __global float *dy, ulong dy_off, __global float *part,
+                             ulong part_off, uint c, uint n, ulong plane)
+{
+    const uint ci = (uint)get_global_id(0), ni = (uint)get_global_id(1);
+    if (ci >= c || ni >= n) return;
+    part[part_off + (ulong)ni * c + ci] =
+        plane_sum(dy + dy_off + ((ulong)ni * c + ci) * plane, plane);
 }
 
 /* CPU form, one stage: db[c] = sum over n (in order) of the plane sums of dy[n][c]; one
@@ -225,19 +232,7 @@ __kernel void bias_grad_planes(const __global float *dy, ulong dy_off, __global 
     const uint ci = (uint)get_global_id(0);
     if (ci >= c) return;
     float s = 0.0f;
-    for (uint ni = 0; ni < n; ni++) {
-        const __global float *p = dy + dy_off + ((ulong)ni * c + ci) * plane;
-        float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
-        ulong i = 0;
-        for (; i + 4 <= plane; i += 4) {
-            s0 += p[i];
-            s1 += p[i + 1];
-            s2 += p[i + 2];
-            s3 += p[i + 3];
-        }
-        for (; i < plane; i++) s0 += p[i];
-        s += (s0 + s1) + (s2 + s3);
-    }
+    for (uint ni = 0; ni < n; ni++) s += plane_sum(dy + dy_off + ((ulong)ni * c + ci) * plane, plane);
     db[db_off + ci] = s;
 }
 
