@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "backend-impl.h"
+#include "bench-util.h"
 #include "cli.h"
 #include "data/data-impl.h"
 #include "kiln/data.h"
@@ -248,23 +249,11 @@ static void find_peer(const opts *o, char *out, size_t n) {
         snprintf(out, n, "perf/peer_pil.py");
         return;
     }
-    /* The build directory's CMakeCache.txt names the source tree. */
-    char exe[4096];
-    ssize_t k = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-    if (k <= 0) return;
-    exe[k] = 0;
-    char *slash = strrchr(exe, '/');
-    if (!slash) return;
-    snprintf(slash, sizeof(exe) - (size_t)(slash - exe), "/CMakeCache.txt");
-    FILE *f = fopen(exe, "r");
-    if (!f) return;
-    char line[4096];
-    while (fgets(line, sizeof(line), f))
-        if (!strncmp(line, "kiln_SOURCE_DIR:STATIC=", 23)) {
-            line[strcspn(line, "\r\n")] = 0;
-            snprintf(out, n, "%s/perf/peer_pil.py", line + 23);
-        }
-    fclose(f);
+    char src[4096];
+    if (kiln_source_dir(src, sizeof src - 32)) {
+        strcat(src, "/perf/peer_pil.py");
+        snprintf(out, n, "%s", src);
+    }
 }
 
 static double run_peer(const opts *o, long images, double *cpu_rate) {
