@@ -29,14 +29,22 @@
 #include "model-impl.h"
 
 /* ---- values ---- */
-static int parse_int(const char *s, const char *end, int64_t *out) {
-    char buf[64];
+/* [s, end) without surrounding blanks into buf (64 bytes); its length, or 0 when empty or
+   too long for a number. */
+static size_t trimmed(const char *s, const char *end, char buf[64]) {
     size_t n = (size_t)(end - s);
     while (n && isspace((unsigned char)*s)) s++, n--;
     while (n && isspace((unsigned char)s[n - 1])) n--;
-    if (!n || n >= sizeof buf) return -1;
+    if (!n || n >= 64) return 0;
     memcpy(buf, s, n);
     buf[n] = '\0';
+    return n;
+}
+
+static int parse_int(const char *s, const char *end, int64_t *out) {
+    char buf[64];
+    size_t n = trimmed(s, end, buf);
+    if (!n) return -1;
     for (size_t i = buf[0] == '-' ? 1 : 0; i < n; i++)
         if (!isdigit((unsigned char)buf[i])) return -1;
     errno = 0;
@@ -48,12 +56,7 @@ static int parse_int(const char *s, const char *end, int64_t *out) {
 
 static int parse_float(const char *s, const char *end, double *out) {
     char buf[64];
-    size_t n = (size_t)(end - s);
-    while (n && isspace((unsigned char)*s)) s++, n--;
-    while (n && isspace((unsigned char)s[n - 1])) n--;
-    if (!n || n >= sizeof buf) return -1;
-    memcpy(buf, s, n);
-    buf[n] = '\0';
+    if (!trimmed(s, end, buf)) return -1;
     char *e;
     double num = strtod(buf, &e);
     if (e == buf) return -1;
