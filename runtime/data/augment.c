@@ -341,7 +341,7 @@ typedef struct coeffs {
 /* PIL-style triangle filter coefficients for n outputs over [b0, b0 + bl) of an axis of
    length len; indexes are clamped to the edge. */
 static int make_coeffs(coeffs *c, int n, int len, double b0, double bl) {
-    double f = bl / n, support = f > 1 ? f : 1;
+    double f = bl / n, support = f > 1 ? f : 1, inv = 1 / support;
     c->taps = (int)ceil(support) * 2 + 2;
     c->start = malloc((size_t)n * sizeof(int));
     c->count = malloc((size_t)n * sizeof(int));
@@ -362,7 +362,7 @@ static int make_coeffs(coeffs *c, int n, int len, double b0, double bl) {
         for (int k = 0; k < m; k++) tmp[k] = 0;
         double total = 0;
         for (int j = lo; j < hi; j++) {
-            double d = fabs((j + 0.5 - center) / support);
+            double d = fabs((j + 0.5 - center) * inv);
             double wt = d < 1 ? 1 - d : 0;
             int jj = j < 0 ? 0 : j > len - 1 ? len - 1 : j;
             tmp[jj - clo] += wt;
@@ -375,8 +375,9 @@ static int make_coeffs(coeffs *c, int n, int len, double b0, double bl) {
         }
         /* Integer weights that sum exactly to 1 << WBITS. */
         int sum = 0, big = 0;
+        double scale = (1 << WBITS) / total;
         for (int k = 0; k < m; k++) {
-            int v = (int)lround(tmp[k] / total * (1 << WBITS));
+            int v = (int)(tmp[k] * scale + 0.5); /* weights are >= 0: rounds half up */
             c->w[(size_t)i * c->taps + k] = (int16_t)v;
             sum += v;
             if (tmp[k] > tmp[big]) big = k;
@@ -405,6 +406,20 @@ static void free_coeffs(coeffs *c) {
 }
 
 #define WHALF (1 << (WBITS - 1))
+
+/* Set by tests: 0 runs the plain C loops even where the CPU has AVX2. */
+static int use_simd = 1;
+void kiln_resample_set_simd(int on) {
+    use_simd = on;
+}
+
+static int have_avx2(void) {
+#ifdef KILN_X86_AVX2
+    return use_simd && __builtin_cpu_supports("avx2");
+#else
+    return 0;
+#endif
+}
 
 #ifdef KILN_X86_AVX2
 /* vrow's sums (below) with pmaddwd on pairs of rows interleaved as 16-bit words, 32 bytes a
@@ -462,7 +477,7 @@ static void vrow(const uint8_t *b, size_t stride, const int16_t *w, int n, size_
         return;
     }
 #ifdef KILN_X86_AVX2
-    if (n <= AVX2_MAX_TAPS && __builtin_cpu_supports("avx2")) {
+    if (n <= AVX2_MAX_TAPS && have_avx2()) {
         vrow_avx2(b, stride, w, n, bytes, o);
         return;
     }
@@ -545,6 +560,136 @@ static void transpose(const uint8_t *in, size_t in_stride, int rows, int cols, i
         }
 }
 
+/* Transposes of 3-byte pixels through 4-byte ones, 8 x 8 pixels a step: scattered 3-byte
+   moves cost more than the x pass itself. The x pass then filters 4-byte pixels (the fourth
+   byte stays 0), which gives the same R, G, B sums. */
+
+/* Pixels [r0, r1) x [c0, c1) of in (3-byte pixels) into out (transposed, 4-byte pixels, `rows`
+   of them per out row). */
+static void tr_in_rect(const uint8_t *in, size_t in_stride, int rows, int r0, int r1, int c0,
+                       int c1, uint8_t *out) {
+    for (int y = r0; y < r1; y++)
+        for (int x = c0; x < c1; x++) {
+            const uint8_t *p = in + (size_t)y * in_stride + (size_t)x * 3;
+            uint8_t *q = out + ((size_t)x * rows + y) * 4;
+            q[0] = p[0], q[1] = p[1], q[2] = p[2], q[3] = 0;
+        }
+}
+
+/* Pixels [r0, r1) x [c0, c1) of in (4-byte pixels, `cols` a row) into out (transposed, packed
+   3-byte pixels, `rows` per out row). */
+static void tr_out_rect(const uint8_t *in, int rows, int cols, int r0, int r1, int c0, int c1,
+                        uint8_t *out) {
+    for (int y = r0; y < r1; y++)
+        for (int x = c0; x < c1; x++) {
+            const uint8_t *p = in + ((size_t)y * cols + x) * 4;
+            uint8_t *q = out + ((size_t)x * rows + y) * 3;
+            q[0] = p[0], q[1] = p[1], q[2] = p[2];
+        }
+}
+
+#ifdef KILN_X86_AVX2
+__attribute__((target("avx2"))) static inline void tr8x8(__m256i r[8]) {
+    __m256i t[8], u[8];
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_epi32(r[i], r[i + 1]);
+        t[i + 1] = _mm256_unpackhi_epi32(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+        u[i] = _mm256_unpacklo_epi64(t[i], t[i + 2]);
+        u[i + 1] = _mm256_unpackhi_epi64(t[i], t[i + 2]);
+        u[i + 2] = _mm256_unpacklo_epi64(t[i + 1], t[i + 3]);
+        u[i + 3] = _mm256_unpackhi_epi64(t[i + 1], t[i + 3]);
+    }
+    for (int i = 0; i < 4; i++) {
+        r[i] = _mm256_permute2x128_si256(u[i], u[i + 4], 0x20);
+        r[i + 4] = _mm256_permute2x128_si256(u[i], u[i + 4], 0x31);
+    }
+}
+
+__attribute__((target("avx2"))) static void tr_in_avx2(const uint8_t *in, size_t in_stride,
+                                                       const uint8_t *in_end, int rows, int cols,
+                                                       uint8_t *out) {
+    /* 8 3-byte pixels (a 32-byte load) -> 8 4-byte pixels: pixels 4..7 to the upper lane */
+    const __m256i spread = _mm256_setr_epi32(0, 1, 2, 3, 3, 4, 5, 6);
+    const __m256i widen = _mm256_setr_epi8(0, 1, 2, -1, 3, 4, 5, -1, 6, 7, 8, -1, 9, 10, 11, -1, 0,
+                                           1, 2, -1, 3, 4, 5, -1, 6, 7, 8, -1, 9, 10, 11, -1);
+    int rf = rows / 8 * 8, cf = cols / 8 * 8;
+    size_t os = (size_t)rows * 4;
+    for (int r0 = 0; r0 < rf; r0 += 8)
+        for (int c0 = 0; c0 < cf; c0 += 8) {
+            const uint8_t *p = in + (size_t)r0 * in_stride + (size_t)c0 * 3;
+            if (p + 7 * in_stride + 32 > in_end) {
+                tr_in_rect(in, in_stride, rows, r0, r0 + 8, c0, c0 + 8, out);
+                continue;
+            }
+            __m256i r[8];
+            for (int i = 0; i < 8; i++) {
+                __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(p + i * in_stride));
+                r[i] = _mm256_shuffle_epi8(_mm256_permutevar8x32_epi32(v, spread), widen);
+            }
+            tr8x8(r);
+            uint8_t *q = out + (size_t)c0 * os + (size_t)r0 * 4;
+            for (int i = 0; i < 8; i++) _mm256_storeu_si256((__m256i *)(void *)(q + i * os), r[i]);
+        }
+    tr_in_rect(in, in_stride, rows, 0, rows, cf, cols, out);
+    tr_in_rect(in, in_stride, rows, rf, rows, 0, cf, out);
+}
+
+__attribute__((target("avx2"))) static void tr_out_avx2(const uint8_t *in, int rows, int cols,
+                                                        uint8_t *out) {
+    /* 8 4-byte pixels -> 24 packed bytes: 12 per lane, then the lanes joined */
+    const __m256i narrow = _mm256_setr_epi8(0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, -1, -1, -1, -1,
+                                            0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, -1, -1, -1, -1);
+    const __m256i join = _mm256_setr_epi32(0, 1, 2, 4, 5, 6, 7, 7);
+    int rf = rows / 8 * 8, cf = cols / 8 * 8;
+    size_t is = (size_t)cols * 4, os = (size_t)rows * 3;
+    for (int c0 = 0; c0 < cf; c0 += 8)
+        for (int r0 = 0; r0 < rf; r0 += 8) {
+            const uint8_t *p = in + (size_t)r0 * is + (size_t)c0 * 4;
+            __m256i r[8];
+            for (int i = 0; i < 8; i++)
+                r[i] = _mm256_loadu_si256((const __m256i *)(const void *)(p + i * is));
+            tr8x8(r);
+            uint8_t *q = out + (size_t)c0 * os + (size_t)r0 * 3;
+            for (int i = 0; i < 8; i++) {
+                __m256i v = _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(r[i], narrow), join);
+                _mm_storeu_si128((__m128i *)(void *)(q + i * os), _mm256_castsi256_si128(v));
+                _mm_storel_epi64((__m128i *)(void *)(q + i * os + 16),
+                                 _mm256_extracti128_si256(v, 1));
+            }
+        }
+    tr_out_rect(in, rows, cols, 0, rows, cf, cols, out);
+    tr_out_rect(in, rows, cols, rf, rows, 0, cf, out);
+}
+#endif
+
+/* The transposes around the x pass: 4-byte pixels in between where `wide`. */
+static void tr_in(const uint8_t *in, size_t in_stride, const uint8_t *in_end, int rows, int cols,
+                  int c, int wide, uint8_t *out) {
+#ifdef KILN_X86_AVX2
+    if (wide) {
+        tr_in_avx2(in, in_stride, in_end, rows, cols, out);
+        return;
+    }
+#else
+    (void)in_end, (void)wide;
+#endif
+    transpose(in, in_stride, rows, cols, c, out);
+}
+
+static void tr_out(const uint8_t *in, int rows, int cols, int c, int wide, uint8_t *out) {
+#ifdef KILN_X86_AVX2
+    if (wide) {
+        tr_out_avx2(in, rows, cols, out);
+        return;
+    }
+#else
+    (void)wide;
+#endif
+    transpose(in, (size_t)cols * c, rows, cols, c, out);
+}
+
 static void span(const coeffs *c, int n, int *lo, int *hi) {
     *lo = c->start[0], *hi = c->start[0] + c->count[0];
     for (int i = 1; i < n; i++) {
@@ -577,31 +722,29 @@ kiln_status kiln_resample(const uint8_t *src, int sw, int sh, int c, double bx, 
     size_t in_stride = (size_t)sw * c, out_row = (size_t)dw * c;
     size_t xn = (size_t)(xhi - xlo), yn = (size_t)(yhi - ylo), cc = (size_t)c;
     /* Both passes round to 8 bits in between (as PIL does); the first one reduces the rows:
-       vertical first when it shrinks them. Each x pass runs on a transposed image. */
-    int vfirst = (size_t)dh < yn;
-    size_t a_bytes = vfirst ? (size_t)dh * xn * cc : xn * yn * cc; /* first buffer */
-    size_t c_bytes = vfirst ? out_row * (size_t)dh : out_row * yn; /* third */
-    size_t b_bytes = vfirst ? xn * (size_t)dh * cc : out_row * yn; /* second */
-    size_t acc_a = (vfirst ? xn : yn) * cc, acc_b = vfirst ? (size_t)dh * cc : out_row;
-    size_t acc_n = acc_a > acc_b ? acc_a : acc_b;
-    size_t b1 = ((a_bytes > c_bytes ? a_bytes : c_bytes) + 63) / 64 * 64,
-           b2 = (b_bytes + 63) / 64 * 64;
-    st = kiln_scratch_grow(s, b1 + b2 + acc_n * sizeof(int32_t));
+       vertical first when it shrinks them. The x pass runs on a transposed image, whose
+       pixels are 4 bytes where `wide`. */
+    int vfirst = (size_t)dh < yn, wide = c == 3 && have_avx2();
+    size_t tc = wide ? 4 : cc, rows = vfirst ? (size_t)dh : yn,
+           cols = xn > (size_t)dw ? xn : (size_t)dw;
+    size_t acc_n = cols * cc > rows * tc ? cols * cc : rows * tc;
+    size_t b1 = (rows * cols * tc + 32 + 63) / 64 * 64;
+    st = kiln_scratch_grow(s, 2 * b1 + acc_n * sizeof(int32_t));
     if (st != KILN_OK) goto done;
     uint8_t *t1 = s->p, *t2 = s->p + b1;
-    int32_t *acc = (int32_t *)(void *)(s->p + b1 + b2);
+    int32_t *acc = (int32_t *)(void *)(s->p + 2 * b1);
     if (vfirst) {
         /* rows: dh x xn -> transposed xn x dh -> x pass dw x dh -> transposed dh x dw */
         vpass(src + (size_t)xlo * c, in_stride, xn * cc, &cy, dh, 0, t1, xn * cc, acc);
-        transpose(t1, xn * cc, dh, (int)xn, c, t2);
-        vpass(t2, (size_t)dh * cc, (size_t)dh * cc, &cx, dw, xlo, t1, (size_t)dh * cc, acc);
-        transpose(t1, (size_t)dh * cc, dw, dh, c, dst);
+        tr_in(t1, xn * cc, t1 + b1, dh, (int)xn, c, wide, t2);
+        vpass(t2, (size_t)dh * tc, (size_t)dh * tc, &cx, dw, xlo, t1, (size_t)dh * tc, acc);
+        tr_out(t1, dw, dh, c, wide, dst);
     } else {
         /* region yn x xn -> xn x yn -> x pass dw x yn -> yn x dw -> y pass dh x dw */
-        transpose(src + (size_t)ylo * in_stride + (size_t)xlo * c, in_stride, (int)yn, (int)xn, c,
-                  t1);
-        vpass(t1, yn * cc, yn * cc, &cx, dw, xlo, t2, yn * cc, acc);
-        transpose(t2, yn * cc, dw, (int)yn, c, t1);
+        tr_in(src + (size_t)ylo * in_stride + (size_t)xlo * c, in_stride,
+              src + (size_t)sh * in_stride, (int)yn, (int)xn, c, wide, t1);
+        vpass(t1, yn * tc, yn * tc, &cx, dw, xlo, t2, yn * tc, acc);
+        tr_out(t2, dw, (int)yn, c, wide, t1);
         vpass(t1, out_row, out_row, &cy, dh, ylo, dst, out_row, acc);
     }
 done:

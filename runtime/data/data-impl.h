@@ -128,6 +128,8 @@ kiln_status kiln_scratch_grow(kiln_scratch *s, size_t n);
    the edge. An integer box of the output's size is copied exactly. */
 kiln_status kiln_resample(const uint8_t *src, int sw, int sh, int c, double bx, double by,
                           double bw, double bh, uint8_t *dst, int dw, int dh, kiln_scratch *s);
+/* 0: kiln_resample runs its plain C loops even where the CPU has AVX2 (tests compare both). */
+void kiln_resample_set_simd(int on);
 /* Converts between 1 and 3 channels (gray = BT.601 luma). */
 void kiln_convert_channels(const uint8_t *src, int n, int sc, uint8_t *dst, int dc);
 
