@@ -316,6 +316,28 @@ static int cmd_bench(int argc, char **argv) {
     printf("data: %s (%s, %zu samples, %d classes)  augment: '%s'  batch %ld\n", o.data,
            kiln_dataset_kind(ds), kiln_dataset_size(ds), kiln_dataset_num_classes(ds), spec,
            o.batch);
+    /* Warm-up, untimed: the first worker count for up to 4 batches, so that what a new
+       process pays once (page cache, code, library threads starting up) is not charged to the
+       first measurement. perf/peer_pil.py warms up the same way. */
+    if (images > 0) {
+        kiln_loader_options lo;
+        loader_opts(&o, ds, spec, (int)strtol(wl, NULL, 10), &lo);
+        kiln_loader_t ld;
+        if (kiln_loader_create(&lo, &ld) != KILN_OK) {
+            kiln_dataset_free(ds);
+            return fail_msg("bench");
+        }
+        for (long done = 0; done < images && done < 4 * o.batch && rc == 0;) {
+            kiln_batch b;
+            if (kiln_loader_next(ld, &b) != KILN_OK) {
+                rc = fail_msg("bench");
+                break;
+            }
+            done += b.n;
+            kiln_loader_release(ld, &b);
+        }
+        kiln_loader_free(ld);
+    }
     for (const char *p = wl; *p && rc == 0;) {
         char *end;
         long w = strtol(p, &end, 10);
