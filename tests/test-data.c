@@ -456,6 +456,11 @@ static void test_broken(void) {
     CHECK(ok && goodlabels, "skip policy: every batch made of good files");
     CHECK(ld && stt.bad_files == 9 && stt.replaced >= 18, "bad files counted (%llu, replaced %llu)",
           ld ? (unsigned long long)stt.bad_files : 0, ld ? (unsigned long long)stt.replaced : 0);
+    int stages_seen = 0;
+    for (int k = 0; ld && k < KILN_STAGES; k++)
+        stages_seen += stt.stage_seconds[k] > 0 && stt.stage_seconds[k] < 1e6;
+    CHECK(stages_seen == KILN_STAGES, "worker time recorded for every stage (%d of %d)",
+          stages_seen, KILN_STAGES);
     kiln_loader_free(ld);
     lo.on_error = KILN_ON_ERROR_FAIL;
     CHECK(kiln_loader_create(&lo, &ld) == KILN_OK, "fail loader");

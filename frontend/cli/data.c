@@ -31,7 +31,8 @@ static const char *usage_bench =
     "usage: kiln data bench --data SRC [--augment SPEC] [--size N] [--batch N] [--workers "
     "N[,N..]]\n"
     "                       [--images N] [--checksum] [--seed N] [--peer] [common options]\n"
-    "  Decodes and augments into uint8 batches and prints images/s per worker count.\n"
+    "  Decodes and augments into uint8 batches and prints images/s per worker count, and\n"
+    "  where the workers' time goes per image (read, decode, resample, pixel ops).\n"
     "  --checksum   digest of all batches and labels (the same for any worker count)\n"
     "  --peer       also run perf/peer_pil.py (PIL, one core) on the same files and print the "
     "ratio\n"
@@ -387,6 +388,14 @@ static int cmd_bench(int argc, char **argv) {
                100 * s.wait_fraction);
         if (o.checksum) printf("  checksum %016llx", (unsigned long long)h);
         printf("\n");
+        if (s.images) {
+            static const char *stage[KILN_STAGES] = {"read", "decode", "resample", "pixel ops"};
+            printf("  worker time per image:");
+            for (int k = 0; k < KILN_STAGES; k++)
+                printf("%s %s %.3f ms", k ? "," : "", stage[k],
+                       1e3 * s.stage_seconds[k] / (double)s.images);
+            printf("\n");
+        }
     }
     if (rc == 0 && o.peer) {
         if (strcmp(kiln_dataset_kind(ds), "jpeg-dir")) {

@@ -31,6 +31,7 @@ typedef struct worker {
     uint8_t *bytes;
     size_t bytes_cap;
     kiln_scratch rs, ps, cs;
+    double stage[KILN_STAGES]; /* seconds in each stage for the chunk in hand */
 } worker;
 
 struct kiln_loader {
@@ -55,6 +56,7 @@ struct kiln_loader {
     uint8_t *bad; /* per sample: 1 once it failed to decode */
     uint64_t images, bad_files, replaced;
     double wait_s, t_first, t_last;
+    double stage_s[KILN_STAGES]; /* summed over workers */
 };
 
 void kiln_loader_options_init(kiln_loader_options *o) {
@@ -72,6 +74,7 @@ static kiln_status make_sample(struct kiln_loader *ld, worker *w, int64_t i, uin
     kiln_rng r = kiln_rng_make(ld->o.seed, epoch, (uint64_t)i);
     kiln_geometry g;
     kiln_status st;
+    double t0 = kiln_time_s(), t1 = t0, t2;
     if (ds->kind == KILN_SRC_IDX) {
         const uint8_t *src = ds->idx_pixels + ds->samples[i].off;
         int npix = ds->idx_w * ds->idx_h;
@@ -82,6 +85,8 @@ static kiln_status make_sample(struct kiln_loader *ld, worker *w, int64_t i, uin
             src = w->cs.p;
         }
         kiln_augment_geometry(ld->aug, ds->idx_w, ds->idx_h, &r, &g);
+        t1 = kiln_time_s();
+        w->stage[KILN_STAGE_READ] += t1 - t0;
         st = kiln_resample(src, ds->idx_w, ds->idx_h, ld->c, g.x, g.y, g.w, g.h, out, ld->out_w,
                            ld->out_h, &w->rs);
     } else {
@@ -90,6 +95,8 @@ static kiln_status make_sample(struct kiln_loader *ld, worker *w, int64_t i, uin
         kiln_decoded d;
         st = kiln_dataset_read_bytes(ds, (size_t)i, &w->bytes, &w->bytes_cap, &n);
         if (st == KILN_OK) st = kiln_jpeg_header(w->dec, w->bytes, n, &ld->lim, &info);
+        t1 = kiln_time_s();
+        w->stage[KILN_STAGE_READ] += t1 - t0;
         if (st != KILN_OK) return st;
         kiln_augment_geometry(ld->aug, info.owidth, info.oheight, &r, &g);
         if (g.out_w != ld->out_w || g.out_h != ld->out_h)
@@ -99,13 +106,19 @@ static kiln_status make_sample(struct kiln_loader *ld, worker *w, int64_t i, uin
                               g.out_w, g.out_h, ld->out_w, ld->out_h);
         st = kiln_jpeg_decode_box(w->dec, w->bytes, n, &info, &ld->lim, ld->c, g.x, g.y, g.w, g.h,
                                   g.out_w, g.out_h, &d);
+        t2 = kiln_time_s();
+        w->stage[KILN_STAGE_DECODE] += t2 - t1;
+        t1 = t2;
         if (st == KILN_OK)
             st = kiln_resample(d.pixels, d.w, d.h, ld->c, d.bx, d.by, d.bw, d.bh, out, ld->out_w,
                                ld->out_h, &w->rs);
     }
+    t2 = kiln_time_s();
+    w->stage[KILN_STAGE_RESAMPLE] += t2 - t1;
     if (st != KILN_OK) return st;
     st = kiln_scratch_grow(&w->ps, ld->sample_bytes);
     if (st == KILN_OK) kiln_augment_pixels(ld->aug, out, ld->out_w, ld->out_h, ld->c, &r, w->ps.p);
+    w->stage[KILN_STAGE_PIXELS] += kiln_time_s() - t2;
     return st;
 }
 
@@ -216,6 +229,10 @@ static void *worker_main(void *arg) {
         }
         pthread_mutex_lock(&ld->mu);
         ld->busy--;
+        for (int k = 0; k < KILN_STAGES; k++) {
+            ld->stage_s[k] += w->stage[k];
+            w->stage[k] = 0;
+        }
         if (gen == ld->generation) {
             if (err != KILN_OK && s->err == KILN_OK) {
                 s->err = err;
@@ -459,6 +476,7 @@ void kiln_loader_get_stats(kiln_loader_t ld, kiln_loader_stats *s) {
     s->wait_seconds = ld->wait_s;
     s->run_seconds = ld->t_first < 0 ? 0 : ld->t_last - ld->t_first;
     s->wait_fraction = s->run_seconds > 0 ? s->wait_seconds / s->run_seconds : 0;
+    for (int k = 0; k < KILN_STAGES; k++) s->stage_seconds[k] = ld->stage_s[k];
     pthread_mutex_unlock(&ld->mu);
 }
 

@@ -136,6 +136,10 @@ typedef struct kiln_batch {
     int64_t epoch, step; /* step within the epoch */
 } kiln_batch;
 
+/* Where the workers' time goes, per sample: reading the file and its header (IDX: the
+   channel conversion), decoding the region, resampling it, the pixel tokens (flip, jitter...). */
+enum { KILN_STAGE_READ, KILN_STAGE_DECODE, KILN_STAGE_RESAMPLE, KILN_STAGE_PIXELS, KILN_STAGES };
+
 typedef struct kiln_loader_stats {
     uint64_t images;     /* samples produced */
     uint64_t bad_files;  /* distinct files that failed to decode (each logged once) */
@@ -143,6 +147,7 @@ typedef struct kiln_loader_stats {
     double wait_seconds; /* consumer time blocked in kiln_loader_next */
     double run_seconds;  /* from the first kiln_loader_next to the latest return */
     double wait_fraction;
+    double stage_seconds[KILN_STAGES]; /* worker wall time per stage, summed over workers */
 } kiln_loader_stats;
 
 void kiln_loader_options_init(kiln_loader_options *o);
