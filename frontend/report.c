@@ -278,13 +278,8 @@ static void kv(sbuf *b, const char *key, const char *fmt, ...) {
     add(b, "</td></tr>\n");
 }
 
-static const char *optim_label(kiln_optim_kind k) {
-    return k == KILN_OPTIM_SGD ? "sgd" : k == KILN_OPTIM_ADAM ? "adam" : "adamw";
-}
-
 static void hyperparameters(sbuf *b, struct kiln_trainer *t) {
     const kiln_train_options *o = &t->o;
-    static const char *sched[] = {"constant", "step", "cosine"};
     add(b, "<h2>Run</h2>\n<table class=\"kv\">\n");
     if (o->command) kv(b, "command", "%s", o->command);
     const kiln_device_info *d = kiln_backend_device(t->be);
@@ -299,14 +294,14 @@ static void hyperparameters(sbuf *b, struct kiln_trainer *t) {
         kv(b, "optimizer", "sgd, momentum %g%s", (double)o->momentum,
            o->nesterov ? " (Nesterov)" : "");
     else
-        kv(b, "optimizer", "%s, beta1 %g, beta2 %g, eps %g", optim_label(o->optimizer),
+        kv(b, "optimizer", "%s, beta1 %g, beta2 %g, eps %g", kiln_optim_name(o->optimizer),
            (double)o->beta1, (double)o->beta2, (double)o->eps);
     kv(b, "learning rate", "%g", (double)o->lr);
     kv(b, "weight decay", "%g", (double)o->weight_decay);
     if (o->schedule == KILN_SCHED_STEP)
         kv(b, "schedule", "step: x%g every %d epochs", (double)o->step_gamma, o->step_epochs);
     else
-        kv(b, "schedule", "%s", sched[o->schedule]);
+        kv(b, "schedule", "%s", kiln_sched_name(o->schedule));
     kv(b, "warmup steps", "%lld", (long long)o->warmup_steps);
     kv(b, "label smoothing", "%g", (double)o->label_smoothing);
     kv(b, "seed", "%llu", (unsigned long long)o->seed);

@@ -475,8 +475,33 @@ static int ckpt_list(struct kiln_trainer *t, kiln_ckpt_tensor *list, int weights
     return n;
 }
 
-static const char *optim_name(kiln_optim_kind k) {
-    return k == KILN_OPTIM_SGD ? "sgd" : k == KILN_OPTIM_ADAM ? "adam" : "adamw";
+static const char *const optim_names[] = {"sgd", "adam", "adamw"};
+static const char *const sched_names[] = {"constant", "step", "cosine"};
+
+static int name_index(const char *const *names, int n, const char *name) {
+    for (int i = 0; name && i < n; i++)
+        if (!strcmp(names[i], name)) return i;
+    return -1;
+}
+
+const char *kiln_optim_name(kiln_optim_kind k) {
+    return (unsigned)k < 3 ? optim_names[k] : "?";
+}
+
+int kiln_optim_parse(const char *name, kiln_optim_kind *k) {
+    int i = name_index(optim_names, 3, name);
+    if (i >= 0) *k = (kiln_optim_kind)i;
+    return i >= 0 ? 0 : -1;
+}
+
+const char *kiln_sched_name(kiln_sched_kind k) {
+    return (unsigned)k < 3 ? sched_names[k] : "?";
+}
+
+int kiln_sched_parse(const char *name, kiln_sched_kind *k) {
+    int i = name_index(sched_names, 3, name);
+    if (i >= 0) *k = (kiln_sched_kind)i;
+    return i >= 0 ? 0 : -1;
 }
 
 kiln_status kiln_trainer_save(kiln_trainer_t t, const char *path) {
@@ -505,7 +530,7 @@ kiln_status kiln_trainer_save(kiln_trainer_t t, const char *path) {
                           "seed",
                           seed,
                           "optimizer",
-                          optim_name(t->o.optimizer),
+                          kiln_optim_name(t->o.optimizer),
                           "adam_t",
                           adam_t,
                           "classes",
@@ -548,10 +573,10 @@ kiln_status kiln_trainer_load(kiln_trainer_t t, const char *path, int weights_on
                         path, fmt ? fmt : "missing");
     if (!st && !weights_only) {
         st = kiln_checkpoint_metadata(path, "optimizer", &opt);
-        if (!st && (!opt || strcmp(opt, optim_name(t->o.optimizer))))
+        if (!st && (!opt || strcmp(opt, kiln_optim_name(t->o.optimizer))))
             st = kiln_error(KILN_INVALID_ARGUMENT,
                             "checkpoint %s: written with optimizer %s, resuming with %s", path,
-                            opt ? opt : "?", optim_name(t->o.optimizer));
+                            opt ? opt : "?", kiln_optim_name(t->o.optimizer));
     }
     free(fmt);
     free(opt);

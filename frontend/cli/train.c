@@ -161,14 +161,7 @@ static int parse_args(const char *cmd, int argc, char **argv, cli_opts *o) {
         } else if (!strcmp(a, "--augment")) {
             o->t.augment = v;
         } else if (!strcmp(a, "--optimizer")) {
-            if (!strcmp(v, "sgd"))
-                o->t.optimizer = KILN_OPTIM_SGD;
-            else if (!strcmp(v, "adam"))
-                o->t.optimizer = KILN_OPTIM_ADAM;
-            else if (!strcmp(v, "adamw"))
-                o->t.optimizer = KILN_OPTIM_ADAMW;
-            else
-                return bad(cmd, a, v);
+            if (kiln_optim_parse(v, &o->t.optimizer)) return bad(cmd, a, v);
         } else if (!strcmp(a, "--lr")) {
             if (parse_double(v, 1e-12, 1e6, &d)) return bad(cmd, a, v);
             o->t.lr = (float)d;
@@ -179,14 +172,7 @@ static int parse_args(const char *cmd, int argc, char **argv, cli_opts *o) {
             if (parse_double(v, 0, 1, &d)) return bad(cmd, a, v);
             o->t.weight_decay = (float)d;
         } else if (!strcmp(a, "--schedule")) {
-            if (!strcmp(v, "constant"))
-                o->t.schedule = KILN_SCHED_CONSTANT;
-            else if (!strcmp(v, "step"))
-                o->t.schedule = KILN_SCHED_STEP;
-            else if (!strcmp(v, "cosine"))
-                o->t.schedule = KILN_SCHED_COSINE;
-            else
-                return bad(cmd, a, v);
+            if (kiln_sched_parse(v, &o->t.schedule)) return bad(cmd, a, v);
         } else if (!strcmp(a, "--step-epochs")) {
             if (kiln_cli_parse_int(v, 1, 1000000, &n)) return bad(cmd, a, v);
             o->t.step_epochs = (int)n;

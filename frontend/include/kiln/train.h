@@ -50,6 +50,13 @@ typedef enum { KILN_OPTIM_SGD, KILN_OPTIM_ADAM, KILN_OPTIM_ADAMW } kiln_optim_ki
 typedef enum { KILN_SCHED_CONSTANT, KILN_SCHED_STEP, KILN_SCHED_COSINE } kiln_sched_kind;
 typedef enum { KILN_NAN_STOP, KILN_NAN_SKIP } kiln_nan_policy;
 
+/* Names as the CLI, the checkpoint metadata and the report spell them ("sgd", "adam",
+   "adamw"; "constant", "step", "cosine"); the parsers return 0 on success, -1 otherwise. */
+const char *kiln_optim_name(kiln_optim_kind k);
+int kiln_optim_parse(const char *name, kiln_optim_kind *k);
+const char *kiln_sched_name(kiln_sched_kind k);
+int kiln_sched_parse(const char *name, kiln_sched_kind *k);
+
 typedef enum {
     KILN_PROGRESS_STEP,      /* after every training step */
     KILN_PROGRESS_EPOCH_END, /* after the epoch's validation */
