@@ -298,6 +298,22 @@ static uint64_t digest(uint64_t h, const void *data, size_t n) {
     return kiln_hash64(h, p, n);
 }
 
+/* Takes batches until `images` samples came (folding them into *h when h is set). */
+static kiln_status drain(kiln_loader_t ld, long images, uint64_t *h, long *done) {
+    while (*done < images) {
+        kiln_batch b;
+        kiln_status st = kiln_loader_next(ld, &b);
+        if (st != KILN_OK) return st;
+        if (h) {
+            *h = digest(*h, b.images, (size_t)b.n * b.height * b.width * b.channels);
+            *h = digest(*h, b.labels, sizeof(int32_t) * (size_t)b.n);
+        }
+        *done += b.n;
+        kiln_loader_release(ld, &b);
+    }
+    return KILN_OK;
+}
+
 static int cmd_bench(int argc, char **argv) {
     opts o;
     int rc = parse(argc, argv, usage_bench, &o);
@@ -323,20 +339,10 @@ static int cmd_bench(int argc, char **argv) {
     if (images > 0) {
         kiln_loader_options lo;
         loader_opts(&o, ds, spec, (int)strtol(wl, NULL, 10), &lo);
-        kiln_loader_t ld;
-        if (kiln_loader_create(&lo, &ld) != KILN_OK) {
-            kiln_dataset_free(ds);
-            return fail_msg("bench");
-        }
-        for (long done = 0; done < images && done < 4 * o.batch && rc == 0;) {
-            kiln_batch b;
-            if (kiln_loader_next(ld, &b) != KILN_OK) {
-                rc = fail_msg("bench");
-                break;
-            }
-            done += b.n;
-            kiln_loader_release(ld, &b);
-        }
+        kiln_loader_t ld; /* NULL when creation fails */
+        long done = 0, warm = images < 4 * o.batch ? images : 4 * o.batch;
+        if (kiln_loader_create(&lo, &ld) != KILN_OK || drain(ld, warm, NULL, &done) != KILN_OK)
+            rc = fail_msg("bench");
         kiln_loader_free(ld);
     }
     for (const char *p = wl; *p && rc == 0;) {
@@ -358,19 +364,7 @@ static int cmd_bench(int argc, char **argv) {
         }
         uint64_t h = KILN_HASH_INIT;
         long done = 0;
-        while (done < images) {
-            kiln_batch b;
-            if (kiln_loader_next(ld, &b) != KILN_OK) {
-                rc = fail_msg("bench");
-                break;
-            }
-            if (o.checksum) {
-                h = digest(h, b.images, (size_t)b.n * b.height * b.width * b.channels);
-                h = digest(h, b.labels, sizeof(int32_t) * (size_t)b.n);
-            }
-            done += b.n;
-            kiln_loader_release(ld, &b);
-        }
+        if (drain(ld, images, o.checksum ? &h : NULL, &done) != KILN_OK) rc = fail_msg("bench");
         double dt = kiln_time_s() - t0;
         kiln_loader_stats s;
         kiln_loader_get_stats(ld, &s);
