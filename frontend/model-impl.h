@@ -71,7 +71,9 @@ typedef struct km_node {
     int64_t params, flops;
     int is_output;
     int n_consumers;
-    int raw; /* lint: integer-range values may reach this node's output */
+    int raw;       /* lint: integer-range values may reach this node's output */
+    int ranged;    /* lint: the values of this node's output lie in [lo, hi] (0: unknown) */
+    double lo, hi; /* lint: the interval propagated from the input through preprocessing */
 } km_node;
 
 typedef struct km_var {
@@ -126,6 +128,11 @@ void km_warn(struct kiln_model *m, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;
+/* The input-scale rule shared by the lint (on the interval propagated through the
+   preprocessing) and the trainer's first-batch check (on the min/max it observed): 0 when the
+   largest magnitude in [lo, hi] is near unit scale; +1 (far above) or -1 (far below, or all
+   zero) otherwise, with e.g. "max |x| = 255 is far above unit scale (> 20)" in why. */
+int km_scale_check(double lo, double hi, char *why, size_t n);
 char *km_strdup(const char *s);
 /* Edit distance <= 2 suggestion among node names; NULL when none is close. */
 const char *km_closest_name(const struct kiln_model *m, const char *name);

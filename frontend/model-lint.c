@@ -419,34 +419,245 @@ static kiln_status check_placement(struct kiln_model *m, const km_node *nd) {
     return KILN_OK;
 }
 
-/* The raw-integer lint: u8 values reach a conv/dense with nothing scaling them. */
-static void lint_raw(struct kiln_model *m, int i) {
+/* ---- the input-scale lint ----
+   Networks initialised with He/Glorot/LeCun assume inputs of order one. The usual
+   preprocessing lands within a factor of 3 of that: rescale(1/255) gives max |x| = 1, the
+   [-1, 1] rescale 1, ImageNet's mean/std after 1/255 (or given in 0-255 units) 2.6, MNIST's
+   (0.1307, 0.3081) 2.8, CIFAR's 2.1. The mistakes are an order of magnitude or more away: raw
+   0-255 pixels give 255, normalize(mean=0.5, std=0.25) on 0-255 input 1020, a 1/255 rescale
+   applied twice 0.0039. The thresholds are a factor of 20 either side of 1 (symmetric on a
+   log scale): 7x of margin above the usual normalizations, 12x and more to each mistake. The
+   same rule judges the interval the lint propagates and the first batch's observed min/max
+   (train.c), so the two can never disagree on what "far from unit scale" means. */
+#define KM_SCALE_HIGH 20.0
+#define KM_SCALE_LOW  0.05
+
+int km_scale_check(double lo, double hi, char *why, size_t n) {
+    double a = fmax(fabs(lo), fabs(hi));
+    int r = !isfinite(a) || a > KM_SCALE_HIGH ? 1 : a < KM_SCALE_LOW ? -1 : 0;
+    if (why && n) {
+        if (r && !isfinite(a))
+            snprintf(why, n, "max |x| = %g is not finite", a);
+        else if (r)
+            snprintf(why, n, "max |x| = %.3g is far %s unit scale (%c %g)", a,
+                     r > 0 ? "above" : "below", r > 0 ? '>' : '<',
+                     r > 0 ? KM_SCALE_HIGH : KM_SCALE_LOW);
+        else
+            why[0] = '\0';
+    }
+    return r;
+}
+
+/* [lo, hi] * [a, b] */
+static void interval_mul(double *lo, double *hi, double a, double b) {
+    double p[4] = {*lo * a, *lo * b, *hi * a, *hi * b};
+    *lo = fmin(fmin(p[0], p[1]), fmin(p[2], p[3]));
+    *hi = fmax(fmax(p[0], p[1]), fmax(p[2], p[3]));
+}
+
+/* A monotone activation applied to both ends. */
+static double monotone_act(const km_node *nd, double x) {
+    const char *t = nd->spec->type;
+    if (!strcmp(t, "relu")) return x > 0 ? x : 0;
+    if (!strcmp(t, "leaky_relu")) return x > 0 ? x : attr(nd, "alpha")->f[0] * x;
+    if (!strcmp(t, "elu")) return x > 0 ? x : attr(nd, "alpha")->f[0] * expm1(x);
+    if (!strcmp(t, "sigmoid")) return 1 / (1 + exp(-x));
+    return tanh(x);
+}
+
+/* The interval of values node nd outputs, from its inputs' (the lint runs in file order, a
+   topological order). Known only from a u8 input (0-255; an f32 input declares no range)
+   through nodes whose effect on the values is known; batchnorm, lrn, gelu and the weighted
+   layers end it. */
+static void propagate_range(struct kiln_model *m, km_node *nd) {
+    const char *t = nd->spec->type;
+    nd->ranged = 0;
+    if (!strcmp(t, "input")) {
+        nd->ranged = nd->dtype == KILN_U8;
+        nd->lo = 0;
+        nd->hi = 255;
+        return;
+    }
+    for (int k = 0; k < nd->n_in; k++)
+        if (!m->nodes[nd->in[k]].ranged) return;
+    const km_node *x = &m->nodes[nd->in[0]];
+    double lo = x->lo, hi = x->hi;
+    if (!strcmp(t, "rescale")) {
+        double s = attr(nd, "scale")->f[0], o = attr(nd, "offset")->f[0];
+        interval_mul(&lo, &hi, s, s);
+        lo += o, hi += o;
+    } else if (!strcmp(t, "normalize")) {
+        /* Per-channel lists: the union over the channels (std > 0 by its range check). */
+        const km_attr_val *mv = attr(nd, "mean"), *sv = attr(nd, "std");
+        int c = mv->n > sv->n ? mv->n : sv->n;
+        double l = HUGE_VAL, h = -HUGE_VAL;
+        for (int k = 0; k < c; k++) {
+            double mu = mv->f[mv->n == 1 ? 0 : k], sd = sv->f[sv->n == 1 ? 0 : k];
+            l = fmin(l, (lo - mu) / sd);
+            h = fmax(h, (hi - mu) / sd);
+        }
+        lo = l, hi = h;
+    } else if (nd->spec->flags & KM_F_HOST) {
+        /* Geometry moves pixels (resampling with non-negative weights stays inside the
+           range), zero padding and erasing add values the u8 range holds. Brightness
+           multiplies by a factor in [1 - delta, 1 + delta]; contrast and saturation move a
+           value away from a mean inside [lo, hi] by up to factor x (hi - lo). The pipeline
+           works on u8 images and saturates, so for u8 data all of it stays in [0, 255]. */
+        if (!strcmp(t, "random_brightness")) {
+            double d = attr(nd, "delta")->f[0];
+            interval_mul(&lo, &hi, 1 - d, 1 + d);
+        } else if (!strcmp(t, "random_contrast") || !strcmp(t, "random_saturation")) {
+            double w = attr(nd, "factor")->f[0] * (hi - lo);
+            lo -= w, hi += w;
+        }
+        if (nd->dtype == KILN_U8) lo = fmax(lo, 0), hi = fmin(hi, 255);
+    } else if (!strcmp(t, "avgpool") && attr(nd, "count_include_pad")->e) {
+        lo = fmin(lo, 0), hi = fmax(hi, 0); /* zero padding averaged in */
+    } else if (!strcmp(t, "add") || !strcmp(t, "concat")) {
+        for (int k = 1; k < nd->n_in; k++) {
+            const km_node *y = &m->nodes[nd->in[k]];
+            if (t[0] == 'a')
+                lo += y->lo, hi += y->hi;
+            else
+                lo = fmin(lo, y->lo), hi = fmax(hi, y->hi);
+        }
+    } else if (!strcmp(t, "relu") || !strcmp(t, "leaky_relu") || !strcmp(t, "elu") ||
+               !strcmp(t, "sigmoid") || !strcmp(t, "tanh")) {
+        lo = monotone_act(nd, lo), hi = monotone_act(nd, hi);
+    } else if (!(nd->spec->flags & KM_F_VIEW) && strcmp(t, "maxpool") && strcmp(t, "avgpool") &&
+               strcmp(t, "global_avg_pool") && strcmp(t, "dropout")) {
+        return; /* batchnorm, lrn, gelu, softmax, conv2d, dense: unknown after them */
+    }
+    /* Views and pooling keep the interval as it is (a window's max or mean lies in it), so
+       does dropout: identity at eval, and training's 1/(1 - rate) keeps the expectation,
+       the scale this check is about. */
+    nd->ranged = 1;
+    nd->lo = lo;
+    nd->hi = hi;
+}
+
+/* The input lints follow one of two flags back to the input: raw (integer-range values, no
+   rescale/normalize yet) or ranged (a known interval). */
+static int on_path(const km_node *p, int raw) {
+    return raw ? p->raw : p->ranged;
+}
+
+static int first_input_on_path(const struct kiln_model *m, const km_node *p, int raw) {
+    for (int k = 0; k < p->n_in; k++)
+        if (on_path(&m->nodes[p->in[k]], raw)) return p->in[k];
+    return -1;
+}
+
+/* The path from node j back to the input along the flag: chain[0] = j, chain[n - 1] the
+   input; "image -> flip -> " (input first) in path. Returns n. */
+static int input_path(const struct kiln_model *m, int j, int raw, int *chain, int cap, char *path,
+                      size_t pcap) {
+    int n = 0;
+    for (; j >= 0 && n < cap; j = first_input_on_path(m, &m->nodes[j], raw)) chain[n++] = j;
+    size_t l = 0;
+    path[0] = '\0';
+    for (int k = n - 1; k >= 0 && l < pcap; k--)
+        l += (size_t)snprintf(path + l, pcap - l, "%s -> ", m->nodes[chain[k]].name);
+    return n;
+}
+
+/* "rescale 's' (scale=1/255, line 3)": the attributes written, else the defaults. */
+static void preproc_desc(const km_node *nd, char *out, size_t cap) {
+    size_t l = (size_t)snprintf(out, cap, "%s '%s' (", nd->spec->type, nd->name);
+    int written = 0, first = 1;
+    for (int k = 0; nd->spec->attrs[k].key; k++) written |= nd->av[k].raw != NULL;
+    for (int k = 0; nd->spec->attrs[k].key && l < cap; k++) {
+        const km_attr_val *v = &nd->av[k];
+        if (!v->set || (written && !v->raw)) continue;
+        l += (size_t)snprintf(out + l, cap - l, "%s%s=%s", first ? "" : ", ",
+                              nd->spec->attrs[k].key, v->text);
+        first = 0;
+    }
+    if (l < cap && nd->line > 0)
+        l += (size_t)snprintf(out + l, cap - l, "%sline %d", first ? "" : ", ", nd->line);
+    if (l < cap) snprintf(out + l, cap - l, ")");
+}
+
+/* The scale lint: the interval reaching a conv/dense (in = its input on the path) is far
+   from unit scale. Names the path, the rescale/normalize nodes on it, and the likely cause. */
+static void warn_scale(struct kiln_model *m, const km_node *nd, int in) {
+    const km_node *x = &m->nodes[in];
+    char why[128];
+    int dir = km_scale_check(x->lo, x->hi, why, sizeof why);
+    if (!dir) return;
+    char path[512], pre[1024] = "", hint[512] = "";
+    int chain[64];
+    int n = input_path(m, in, 0, chain, 64, path, sizeof path);
+    int n_pre = 0, n_rescale = 0, big_norm = -1;
+    size_t l = 0;
+    for (int k = n - 1; k >= 0; k--) {
+        const km_node *p = &m->nodes[chain[k]];
+        if (!(p->spec->flags & KM_F_PREPROC)) continue;
+        char d[256];
+        preproc_desc(p, d, sizeof d);
+        if (l < sizeof pre)
+            l += (size_t)snprintf(pre + l, sizeof pre - l, "%s%s", n_pre ? ", " : " through ", d);
+        n_pre++;
+        n_rescale += !strcmp(p->spec->type, "rescale");
+        const km_node *pin = &m->nodes[p->in[0]];
+        if (!strcmp(p->spec->type, "normalize") && big_norm < 0 &&
+            km_scale_check(pin->lo, pin->hi, NULL, 0) > 0)
+            big_norm = chain[k];
+    }
+    if (dir < 0 && n_rescale > 1) {
+        snprintf(hint, sizeof hint, "the input is rescaled %d times: keep one rescale", n_rescale);
+    } else if (dir > 0 && big_norm >= 0) {
+        const km_node *p = &m->nodes[big_norm], *pin = &m->nodes[p->in[0]];
+        const km_attr_val *mv = attr(p, "mean"), *sv = attr(p, "std");
+        double top = 0;
+        for (int k = 0; k < mv->n; k++) top = fmax(top, fabs(mv->f[k]));
+        for (int k = 0; k < sv->n; k++) top = fmax(top, sv->f[k]);
+        if (top <= 1) /* mean/std for [0, 1] values, given integer-range ones */
+            snprintf(
+                hint, sizeof hint,
+                "normalize '%s' reads values in [%.3g, %.3g] but its mean and std look like "
+                "values in [0, 1] (they are in the units of its input): add 'scaled = "
+                "rescale(%s, scale=1/255)' and normalize 'scaled', or give them in 0-255 units",
+                p->name, pin->lo, pin->hi, pin->name);
+        else
+            snprintf(hint, sizeof hint,
+                     "normalize '%s' reads values in [%.3g, %.3g] and std=%s leaves them in those "
+                     "units: give std in the units of its input (about 58 for 0-255 pixels), or "
+                     "rescale first",
+                     p->name, pin->lo, pin->hi, sv->text);
+    } else {
+        snprintf(hint, sizeof hint,
+                 "check the rescale scale/offset and the normalize mean/std on the path");
+    }
+    char where[512];
+    km_where(m, nd->line, where, sizeof where);
+    km_warn(m, "%snode '%s' (%s): reads values in [%.3g, %.3g]: %s; path %s%s%s: %s", where,
+            nd->name, nd->spec->type, x->lo, x->hi, why, path, nd->name, pre, hint);
+}
+
+/* The input lints, node by node: u8 values reach a conv/dense with nothing scaling them (the
+   raw-integer warning), or scaled to far from unit scale (the scale warning). */
+static void lint_input(struct kiln_model *m, int i) {
     km_node *nd = &m->nodes[i];
+    propagate_range(m, nd);
     if (!strcmp(nd->spec->type, "input")) {
         nd->raw = nd->dtype == KILN_U8;
         return;
     }
-    int raw_in = -1;
-    for (int k = 0; k < nd->n_in && raw_in < 0; k++)
-        if (m->nodes[nd->in[k]].raw) raw_in = nd->in[k];
+    int raw_in = first_input_on_path(m, nd, 1);
     nd->raw = raw_in >= 0;
     if (nd->spec->flags & KM_F_PREPROC || !strcmp(nd->spec->type, "batchnorm")) nd->raw = 0;
-    if (!(nd->spec->flags & KM_F_WEIGHTED) || raw_in < 0) return;
+    if (!(nd->spec->flags & KM_F_WEIGHTED)) return;
     nd->raw = 0; /* one warning per path is enough */
-    /* The path back to the input, for the message. */
-    char path[512] = "";
-    int chain[64], n = 0;
-    for (int j = raw_in; j >= 0 && n < 64;) {
-        chain[n++] = j;
-        const km_node *p = &m->nodes[j];
-        int next = -1;
-        for (int k = 0; k < p->n_in && next < 0; k++)
-            if (m->nodes[p->in[k]].raw) next = p->in[k];
-        j = next;
+    if (raw_in < 0) {
+        int in = first_input_on_path(m, nd, 0);
+        if (in >= 0) warn_scale(m, nd, in);
+        return;
     }
-    size_t l = 0;
-    for (int k = n - 1; k >= 0 && l < sizeof path; k--)
-        l += (size_t)snprintf(path + l, sizeof path - l, "%s -> ", m->nodes[chain[k]].name);
+    /* The path back to the input, for the message. */
+    char path[512];
+    int chain[64];
+    int n = input_path(m, raw_in, 1, chain, 64, path, sizeof path);
     const km_node *src = &m->nodes[chain[n - 1]];
     char where[512];
     km_where(m, nd->line, where, sizeof where);
@@ -624,7 +835,7 @@ kiln_status kiln_model_finalize(kiln_model_t m, const kiln_model_config *cfg) {
     for (int i = 0; i < m->n; i++)
         if ((st = check_placement(m, &m->nodes[i]))) return st;
     if ((st = lint_outputs(m))) return st;
-    for (int i = 0; i < m->n; i++) lint_raw(m, i);
+    for (int i = 0; i < m->n; i++) lint_input(m, i);
     char *live = calloc(m->n > 0 ? (size_t)m->n : 1, 1);
     if (!live) return kiln_error(KILN_OUT_OF_MEMORY, "out of memory");
     for (int i = 0; i < m->n; i++) live[i] = (char)m->nodes[i].is_output;

@@ -663,13 +663,16 @@ static void input_stats(struct kiln_trainer *t) {
         sum += h[i];
     }
     free(h);
-    char d[64];
+    char d[64], why[128];
     kiln_tensor_describe(x, d, sizeof d);
-    message(t, "first batch: the first layer reads %s with min %.4g, max %.4g, mean %.4g%s", d, lo,
-            hi, sum / (double)n,
-            hi > 20
-                ? " -- integer-range values: is a rescale/normalize missing on the input's path?"
-                : "");
+    /* The lint's rule (km_scale_check), on what was observed instead of the propagated bound. */
+    int off = km_scale_check(lo, hi, why, sizeof why);
+    message(t, "first batch: the first layer reads %s with min %.4g, max %.4g, mean %.4g%s%s%s", d,
+            lo, hi, sum / (double)n, off ? " -- " : "", why,
+            off > 0   ? ": is a rescale/normalize missing on the input's path, or a normalize's "
+                        "mean/std in the wrong units?"
+            : off < 0 ? ": is the input rescaled twice, or by the wrong factor?"
+                      : "");
 }
 
 static void chance_diagnostic(struct kiln_trainer *t, double recent, int64_t steps) {

@@ -1,6 +1,8 @@
 /* Model descriptions: every parser and graph error with its file:line, the story's broken model
-   rejected with the message that explains it, the raw-integer-input warning, the C API, shape
-   inference and counts, and the zoo against parameter counts computed from layer widths. */
+   rejected with the message that explains it, the raw-integer-input and input-scale warnings,
+   the C API, shape inference and counts, and the zoo against parameter counts computed from
+   layer widths. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +10,7 @@
 #include "check.h"
 #include "kiln/kiln.h"
 #include "kiln/model.h"
+#include "model-impl.h"
 
 static int has(const char *hay, const char *needle) {
     return hay && strstr(hay, needle) != NULL;
@@ -252,6 +255,118 @@ static void test_raw_warning(void) {
     kiln_model_free(m);
 }
 
+/* The scale lint: the interval propagated from the u8 input through the preprocessing must
+   reach the first conv/dense near unit scale. */
+static const char *TAIL = "c1 = conv2d(x, filters=4, kernel=3)\nf = flatten(c1)\n"
+                          "d = dense(f, units=2)\noutput(d)\n";
+
+/* Loads "image = input(shape=16x16x3)\n" + body + TAIL (the body ends in a node 'x'); returns
+   the warning count, the first warning in *w (copied). */
+static int scale_warnings(const char *body, char *w, size_t n) {
+    char text[1024];
+    snprintf(text, sizeof text, "image = input(shape=16x16x3)\n%s%s", body, TAIL);
+    kiln_model_t m;
+    kiln_status st = load(text, NULL, &m);
+    int c = st ? -1 : kiln_model_warning_count(m);
+    snprintf(w, n, "%s", c > 0 ? kiln_model_warning(m, 0) : st ? kiln_last_error() : "(none)");
+    kiln_model_free(m);
+    return c;
+}
+
+static void test_scale_warning(void) {
+    char w[2048];
+    /* A 1/255 rescale applied twice: [0, 1/255]. */
+    int c = scale_warnings("s1 = rescale(image, scale=1/255)\nx = rescale(s1, scale=1/255)\n", w,
+                           sizeof w);
+    CHECK(c == 1 && has(w, "m.kiln:4: node 'c1' (conv2d): reads values in [0, 0.00392]") &&
+              has(w, "far below unit scale (< 0.05)") && has(w, "image -> s1 -> x -> c1") &&
+              has(w, "rescale 's1' (scale=1/255, line 2)") &&
+              has(w, "rescale 'x' (scale=1/255, line 3)") && has(w, "rescaled 2 times") &&
+              !has(w, "raw integer-range"),
+          "a double rescale is warned, naming both rescale nodes: %s", w);
+    printf("double rescale warning:\n%s\n", w);
+    /* normalize with [0, 1] statistics on 0-255 input: [-2, 1018]. */
+    c = scale_warnings("x = normalize(image, mean=0.5, std=0.25)\n", w, sizeof w);
+    CHECK(c == 1 && has(w, "node 'c1' (conv2d): reads values in [-2, 1.02e+03]") &&
+              has(w, "far above unit scale (> 20)") &&
+              has(w, "normalize 'x' (mean=0.5, std=0.25") && has(w, "rescale(image, scale=1/255)"),
+          "normalize(mean=0.5, std=0.25) on u8 input is warned: %s", w);
+    /* Mean subtraction only, in 0-255 units: [-124, 151]. */
+    c = scale_warnings("x = normalize(image, mean=[124, 116, 104], std=1)\n", w, sizeof w);
+    CHECK(c == 1 && has(w, "reads values in [-124, 151]") && has(w, "std=1 leaves them"),
+          "mean subtraction without a std is warned: %s", w);
+    /* Per-channel lists: the union over the channels (the third one is off). */
+    c = scale_warnings("x = normalize(image, mean=[124, 116, 104], std=[58, 57, 0.5])\n", w,
+                       sizeof w);
+    CHECK(c == 1 && has(w, "reads values in [-208, 302]"), "per-channel std: the union: %s", w);
+    /* The offset is applied: [-30, -29]. */
+    c = scale_warnings("x = rescale(image, scale=1/255, offset=-30)\n", w, sizeof w);
+    CHECK(c == 1 && has(w, "reads values in [-30, -29]") && has(w, "offset=-30"),
+          "rescale's offset is propagated: %s", w);
+    /* Augmentation keeps the range (the u8 pipeline saturates jitter); views keep it to a
+       dense layer; the path names every node. */
+    char text[1024];
+    snprintf(text, sizeof text, "%s",
+             "image = input(shape=16x16x3)\ncrop = random_crop(image, padding=2)\n"
+             "b = random_brightness(crop, delta=0.4)\nct = random_contrast(b, factor=0.4)\n"
+             "s1 = rescale(ct)\ns2 = rescale(s1)\nf = flatten(s2)\nd = dense(f, units=2)\n"
+             "output(d)\n");
+    kiln_model_t m;
+    CHECK(load(text, NULL, &m) == KILN_OK && kiln_model_warning_count(m) == 1 &&
+              has(kiln_model_warning(m, 0), "node 'd' (dense): reads values in [0, 0.00392]") &&
+              has(kiln_model_warning(m, 0), "image -> crop -> b -> ct -> s1 -> s2 -> f -> d"),
+          "augmentation and views keep the range to a dense layer: %s",
+          m && kiln_model_warning_count(m) ? kiln_model_warning(m, 0) : kiln_last_error());
+    kiln_model_free(m);
+
+    /* The usual preprocessing stays silent. */
+    static const char *silent[] = {
+        "x = rescale(image, scale=1/255)\n", "x = rescale(image)\n",
+        "x = rescale(image, scale=1/127.5, offset=-1)\n",
+        "s = rescale(image, scale=1/255)\n"
+        "x = normalize(s, mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])\n",
+        "s = rescale(image, scale=1/255)\nx = normalize(s, mean=0.5, std=0.5)\n",
+        "x = normalize(image, mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375])\n",
+        "fl = random_flip(image)\nj = random_brightness(fl, delta=0.5)\n"
+        "x = rescale(j, scale=1/255)\n",
+        /* batchnorm rescales whatever it reads: the range is unknown after it */
+        "s1 = rescale(image)\ns2 = rescale(s1)\nx = batchnorm(s2)\n", NULL};
+    for (int k = 0; silent[k]; k++) {
+        c = scale_warnings(silent[k], w, sizeof w);
+        CHECK(c == 0, "silent: %sgot %d warnings: %s", silent[k], c, w);
+    }
+    /* An f32 input declares no range: nothing to propagate. */
+    CHECK(load("image = input(shape=16x16x3, dtype=f32)\ns1 = rescale(image)\n"
+               "x = rescale(s1)\nf = flatten(x)\nd = dense(f, units=2)\noutput(d)\n",
+               NULL, &m) == KILN_OK &&
+              kiln_model_warning_count(m) == 0,
+          "f32 input: the range is unknown, no scale warning");
+    kiln_model_free(m);
+}
+
+/* The rule the lint and the trainer's first-batch check share. */
+static void test_scale_rule(void) {
+    char why[128];
+    static const double ok[][2] = {{0, 1},    {-1, 1},  {-2.12, 2.64}, {-0.42, 2.82}, {0, 20},
+                                   {0, 0.05}, {-20, 0}, {0.5, 0.5},    {-2.14, -1.79}};
+    for (size_t k = 0; k < sizeof ok / sizeof ok[0]; k++)
+        CHECK(km_scale_check(ok[k][0], ok[k][1], why, sizeof why) == 0 && !why[0],
+              "[%g, %g] is near unit scale", ok[k][0], ok[k][1]);
+    CHECK(km_scale_check(0, 255, why, sizeof why) == 1 &&
+              !strcmp(why, "max |x| = 255 is far above unit scale (> 20)"),
+          "0-255 is far above: %s", why);
+    CHECK(km_scale_check(-25, 1, why, sizeof why) == 1, "a large negative bound counts");
+    CHECK(km_scale_check(0, 1 / 255.0, why, sizeof why) == -1 &&
+              !strcmp(why, "max |x| = 0.00392 is far below unit scale (< 0.05)"),
+          "[0, 1/255] is far below: %s", why);
+    CHECK(km_scale_check(0, 0, why, sizeof why) == -1, "all zero is far below");
+    CHECK(km_scale_check(0, 20.5, NULL, 0) == 1 && km_scale_check(-0.049, 0.049, NULL, 0) == -1,
+          "just past the thresholds");
+    CHECK(km_scale_check(0, INFINITY, why, sizeof why) == 1 && has(why, "not finite") &&
+              km_scale_check(NAN, NAN, why, sizeof why) == 1,
+          "non-finite values are flagged");
+}
+
 /* A small functional graph through the C API: shapes, params, FLOPs and memory by hand. */
 static void test_api(void) {
     kiln_model_t m;
@@ -402,7 +517,9 @@ static void test_zoo(void) {
         kiln_model_t m;
         kiln_status st = kiln_model_load(name, &m);
         if (!st) st = kiln_model_finalize(m, NULL);
-        CHECK(st == KILN_OK, "zoo %s parses and finalizes with its defaults", name);
+        CHECK(st == KILN_OK && kiln_model_warning_count(m) == 0,
+              "zoo %s parses and finalizes with its defaults, without warnings (%s)", name,
+              !st && kiln_model_warning_count(m) ? kiln_model_warning(m, 0) : "");
         kiln_model_free(m);
         n++;
     }
@@ -489,6 +606,8 @@ int main(void) {
     test_errors();
     test_story();
     test_raw_warning();
+    test_scale_warning();
+    test_scale_rule();
     test_api();
     test_zoo();
     test_files();

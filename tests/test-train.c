@@ -2,7 +2,8 @@
    positions with noise): a small conv net with batch norm and dropout learns it on the cpu and
    opencl backends; the pipeline nodes become the augmentation spec; a resumed run equals an
    uninterrupted one bit for bit; a huge learning rate stops on NaN without touching the last
-   good checkpoint; a loss stuck at chance prints the diagnostic; eval reloads the weights;
+   good checkpoint; a loss stuck at chance prints the diagnostic; the first batch's input far
+   from unit scale is flagged both ways; eval reloads the weights;
    report.html holds the plots, the summary and the final accuracy, escaped; grad-norms.csv
    matches the gradient recovered on the host from one plain SGD step, and a gradient that
    overflows is named by its parameter. */
@@ -145,6 +146,7 @@ static char *slurp(const char *path, size_t *n) {
 typedef struct messages {
     int chance, nan, stats, norms;
     char nan_text[2048];
+    char stats_text[1024]; /* the first-batch line */
 } messages;
 
 static volatile sig_atomic_t interrupt_flag;
@@ -164,7 +166,10 @@ static void on_progress(void *user, const kiln_train_progress *p) {
         snprintf(m->nan_text, sizeof m->nan_text, "%s", p->message);
     }
     if (p->event == KILN_PROGRESS_INFO && strstr(p->message, "gradient norms at step")) m->norms++;
-    if (strstr(p->message, "first batch")) m->stats++;
+    if (strstr(p->message, "first batch")) {
+        m->stats++;
+        snprintf(m->stats_text, sizeof m->stats_text, "%s", p->message);
+    }
 }
 
 static void learns(const char *backend, kiln_dataset_t tr, kiln_dataset_t te) {
@@ -190,6 +195,8 @@ static void learns(const char *backend, kiln_dataset_t tr, kiln_dataset_t te) {
     CHECK(msg.stats == 1 && msg.chance == 0 && msg.nan == 0,
           "%s: input statistics once, no chance/NaN diagnostic (%d %d %d)", backend, msg.stats,
           msg.chance, msg.nan);
+    CHECK(!strstr(msg.stats_text, "unit scale"), "%s: a 1/255 rescale is not flagged: %s", backend,
+          msg.stats_text);
     printf("%s: test accuracy %.3f top-5 %.3f in %.2f s (%.0f img/s)\n", backend, res.val_acc,
            res.val_top5, res.seconds, res.img_per_s);
     if (!st) stop(&r);
@@ -286,6 +293,38 @@ static double norm(const float *v, size_t n) {
 /* --log-grad-norms: one plain SGD step (w1 = w0 - lr g) gives the gradient on the host from
    the checkpoints before and after; grad-norms.csv must hold its norms. Then a gradient that
    overflows in one layer only is named when training stops. */
+/* The first-batch check flags what reached the first layer far from unit scale, in both
+   directions, with the observed min/max (the lint warns too; one step each). */
+static void first_batch_scale(kiln_backend_t be, kiln_dataset_t tr) {
+    static const char *models[2] = {
+        "image = input(shape=12x12x1, dtype=u8)\ns1 = rescale(image, scale=1/255)\n"
+        "s2 = rescale(s1, scale=1/255)\nf = flatten(s2)\nlogits = dense(f, units={classes})\n"
+        "output(logits)\n",
+        "image = input(shape=12x12x1, dtype=u8)\nn = normalize(image, mean=0.5, std=0.25)\n"
+        "f = flatten(n)\nlogits = dense(f, units={classes})\noutput(logits)\n"};
+    static const char *want[2] = {"far below unit scale (< 0.05)", "far above unit scale (> 20)"};
+    for (int k = 0; k < 2; k++) {
+        kiln_train_options o;
+        options(&o);
+        o.epochs = 1;
+        o.max_steps = 1;
+        messages msg = {0};
+        o.progress = on_progress;
+        o.user = &msg;
+        run r;
+        kiln_fit_result res;
+        kiln_status st = start_model(&r, be, &o, models[k], "scale.kiln");
+        int lint = !st && kiln_model_warning_count(r.m) == 1 &&
+                   strstr(kiln_model_warning(r.m, 0), want[k]);
+        if (!st) st = kiln_trainer_fit(r.t, tr, NULL, &res);
+        if (!st) stop(&r);
+        CHECK(!st && lint && msg.stats == 1 && strstr(msg.stats_text, want[k]) &&
+                  strstr(msg.stats_text, "max |x| = "),
+              "first batch of model %d: '%s' in the lint and in: %s", k, want[k], msg.stats_text);
+        printf("%s\n", msg.stats_text);
+    }
+}
+
 static void grad_norms(kiln_backend_t be, kiln_dataset_t tr, const char *dir) {
     char out[600], before[700], after[700], csv[700];
     snprintf(out, sizeof out, "%s/norms-run", dir);
@@ -415,6 +454,7 @@ int main(void) {
     if (kiln_backend_init("cpu", NULL, &cpu)) return check_done();
     report(cpu, tr, te, dir);
     grad_norms(cpu, tr, dir);
+    first_batch_scale(cpu, tr);
     kiln_train_options o;
     options(&o);
     o.optimizer = KILN_OPTIM_SGD; /* momentum state and weight decay in the checkpoint */
