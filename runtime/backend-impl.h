@@ -36,6 +36,9 @@ struct kiln_backend_iface {
     void (*unmap)(kiln_backend_t be, void *handle, void *ptr);
     /* Optional: program-cache counters. */
     void (*stats)(kiln_backend_t be, kiln_backend_stats *out);
+    /* Optional: the device limits this backend plans its kernels by (local memory, work-group
+       sizes, loop limits measured by self-checks) and the tiles it chose, as text. */
+    kiln_status (*limits)(kiln_backend_t be, char *buf, size_t n);
     /* Frees ctx. */
     void (*free)(kiln_backend_t be);
 };

@@ -348,6 +348,15 @@ void kiln_backend_get_stats(kiln_backend_t be, kiln_backend_stats *out) {
     out->tune_loaded = be->tune_loaded;
 }
 
+kiln_status kiln_backend_limits(kiln_backend_t be, char *buf, size_t n) {
+    if (n) buf[0] = '\0';
+    if (!be->iface->limits) {
+        snprintf(buf, n, "none: host memory, plain C loops");
+        return KILN_OK;
+    }
+    return be->iface->limits(be, buf, n);
+}
+
 const char *kiln_device_type_name(kiln_device_type t) {
     switch (t) {
     case KILN_DEVICE_HOST:

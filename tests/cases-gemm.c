@@ -94,6 +94,10 @@ void kiln_cases_gemm(void) {
     add((gemm_case){.m = 9, .n = 20, .k = 11, .batch = 5, .bcast_b = 1, .tb = 1, .alpha = 1.0f});
     add((gemm_case){.m = 300, .n = 257, .k = 513, .alpha = 1.0f});
     add((gemm_case){.m = 64, .n = 784, .k = 576, .tb = 1, .alpha = 1.0f});
+    /* k past the 65535 loop iterations per work-item that some drivers allow (Mesa's
+       llvmpipe): kiln splits k there (cl-gemm-launch.c), transposed or not. */
+    add((gemm_case){.m = 9, .n = 33, .k = 70001, .alpha = 1.0f, .beta = 0.5f});
+    add((gemm_case){.m = 9, .n = 33, .k = 70001, .ta = 1, .tb = 1, .alpha = 1.0f});
     /* the `kiln bench` GEMM sweep (perf/bench-cases.h) */
     int s[3];
     for (int i = 0; kiln_bench_gemm_shape(i, s); i++)

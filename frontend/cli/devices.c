@@ -77,6 +77,20 @@ int kiln_cmd_devices(int argc, char **argv) {
         printf(" %s=%s", kiln_op_name((kiln_op)op), p ? p : "unsupported");
     }
     printf("\n");
+    char limits[1024];
+    if (kiln_backend_limits(be, limits, sizeof limits) != KILN_OK) {
+        fprintf(stderr, "kiln devices: %s\n", kiln_last_error());
+        kiln_backend_free(be);
+        return 1;
+    }
+    /* One "limits:" line, continuation lines indented under it. */
+    printf("  limits used:");
+    for (const char *p = limits; *p;) {
+        const char *nl = strchr(p, '\n');
+        int len = nl ? (int)(nl - p) : (int)strlen(p);
+        printf("%s%.*s\n", p == limits ? " " : "    ", len, p);
+        p += len + (nl != NULL);
+    }
     kiln_backend_free(be);
     return 0;
 }

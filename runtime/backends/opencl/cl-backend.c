@@ -117,7 +117,35 @@ static void cl_unmap(kiln_backend_t be, void *handle, void *ptr) {
     clEnqueueUnmapMemObject(kiln_cl(be)->queue, (cl_mem)handle, ptr, 0, NULL, NULL);
 }
 
+static kiln_status cl_limits(kiln_backend_t be, char *buf, size_t n) {
+    kiln_cl_ctx *cl = kiln_cl(be);
+    const kiln_device_info *d = &be->device;
+    unsigned long budget = 0;
+    kiln_status st = kiln_cl_loop_budget(cl, &budget);
+    if (st) return st;
+    char loops[160];
+    if (cl->loop_limit)
+        snprintf(loops, sizeof loops,
+                 "capped by the driver at %lu iterations per work-item (self-check): long loops "
+                 "run in parts of at most %lu",
+                 cl->loop_limit, budget);
+    else
+        snprintf(loops, sizeof loops, "no cap (self-check)");
+    char gemm[160];
+    if ((st = kiln_cl_gemm_describe(be, gemm, sizeof gemm))) return st;
+    snprintf(buf, n,
+             "local memory %llu bytes; work-group %zu (per dimension %zux%zux%zu), clamped per "
+             "kernel; fp64 %s (not used); %s kernel forms\n"
+             "loops: %s\n"
+             "gemm: %s",
+             d->local_mem, d->max_work_group, d->max_work_item[0], d->max_work_item[1],
+             d->max_work_item[2], d->fp64 ? "yes" : "no", cl->cpu_kernels ? "CPU" : "GPU", loops,
+             gemm);
+    return KILN_OK;
+}
+
 static const struct kiln_backend_iface cl_iface = {
+    .limits = cl_limits,
     .map = cl_map,
     .unmap = cl_unmap,
     .stats = cl_stats,
@@ -186,6 +214,7 @@ kiln_status kiln_cl_backend_setup(kiln_backend_t be, const kiln_device_info *dev
         return st;
     }
     cl->oclgrind = strstr(dev->platform, "Oclgrind") != NULL;
+    snprintf(cl->device_name, sizeof cl->device_name, "%s", dev->name);
     /* Ops with a CPU form and a GPU form (convolutions, reductions) pick by device type;
        KILN_KERNELS=cpu|gpu forces one (tests run both forms on every device). */
     const char *kv = getenv("KILN_KERNELS");

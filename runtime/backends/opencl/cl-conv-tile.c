@@ -73,6 +73,20 @@ static tile_geom backward_geom(const kiln_cl_conv_geom *g) {
     return t;
 }
 
+/* Loop iterations of one work-item, bounded as the GEMM's are (cl-gemm-launch.c): one per
+   multiply-add lane of a tap or pixel step plus its loads, and the stores. */
+#define TILE_STEP_ITERS  ((size_t)TILE_P * TILE_O + TILE_P + TILE_O)
+#define TILE_FIXED_ITERS ((size_t)3 * TILE_P * TILE_O)
+
+static size_t tile_item_iters(const tile_geom *t) {
+    return t->ic * (size_t)t->kh * (size_t)t->kw * TILE_STEP_ITERS + t->ic * TILE_P +
+           TILE_FIXED_ITERS;
+}
+
+static size_t pad_item_iters(const tile_geom *t) {
+    return t->hp * (t->wp + 3);
+}
+
 static kiln_status kernel(kiln_backend_t be, const tile_geom *t, const char *name, cl_kernel *k) {
     /* float16 accumulators fill AVX-512 registers; elsewhere (Oclgrind among them) the same
        tiles use float4 vectors. */
@@ -161,6 +175,10 @@ static kiln_status run_tile(kiln_backend_t be, const tile_geom *t, const kiln_cl
     size_t cus = be->device.compute_units ? be->device.compute_units : 1;
     size_t per = tiles * otiles / (ITEMS_PER_CU * cus);
     per = per < 1 ? 1 : per > MAX_TILES_PER_ITEM ? MAX_TILES_PER_ITEM : per;
+    unsigned long budget = 0;
+    if ((st = kiln_cl_loop_budget(cl, &budget))) return st;
+    if (budget && per * tile_item_iters(t) > budget) /* kiln_cl_conv_tile_fits: one fits */
+        per = budget / tile_item_iters(t) ? budget / tile_item_iters(t) : 1;
     cl_uint u_per = (cl_uint)per;
     if ((st = kernel(be, t, "conv_tile", &k)) ||
         (st = kiln_cl_args(k, "conv_tile", 9, sizeof in, &in, sizeof io, &io, sizeof buf, &buf,
@@ -171,12 +189,30 @@ static kiln_status run_tile(kiln_backend_t be, const tile_geom *t, const kiln_cl
     return kiln_cl_launch(cl, k, "conv_tile", 2, gc, lc);
 }
 
-int kiln_cl_conv_tile_fits(const kiln_cl_conv_geom *g, int backward_data) {
+kiln_status kiln_cl_conv_tile_fits(kiln_backend_t be, const kiln_cl_conv_geom *g, int pass,
+                                   int *fits) {
+    *fits = 0;
     /* 32-bit pixel and element indices inside the kernels */
     size_t pix = g->n * (g->oh * g->ow > g->h * g->w ? g->oh * g->ow : g->h * g->w);
     if (pix >= ((size_t)1 << 31) || g->n * g->c * (g->h + 64) * (g->w + 64) >= ((size_t)1 << 31))
-        return 0;
-    return !backward_data || (g->p.stride_h == 1 && g->p.stride_w == 1);
+        return KILN_OK;
+    if (pass == KILN_CL_TILE_BACKWARD_DATA && (g->p.stride_h != 1 || g->p.stride_w != 1))
+        return KILN_OK;
+    unsigned long budget = 0;
+    kiln_status st = kiln_cl_loop_budget(kiln_cl(be), &budget);
+    if (st) return st;
+    if (budget) {
+        /* A device that caps loop iterations takes the tiled form only where one work-item's
+           share fits (one tile; one image's pixels for the filter gradient); otherwise the
+           im2col + GEMM form, whose GEMM splits k, runs. */
+        tile_geom t = pass == KILN_CL_TILE_BACKWARD_DATA ? backward_geom(g) : forward_geom(g);
+        size_t item = pass == KILN_CL_TILE_BACKWARD_FILTER
+                          ? t.oh * t.ow * TILE_STEP_ITERS + TILE_FIXED_ITERS
+                          : tile_item_iters(&t);
+        if (item > budget || pad_item_iters(&t) > budget) return KILN_OK;
+    }
+    *fits = 1;
+    return KILN_OK;
 }
 
 kiln_status kiln_cl_conv_tile_forward(kiln_backend_t be, const kiln_cl_conv_geom *g,
@@ -207,14 +243,19 @@ kiln_status kiln_cl_conv_tile_backward_filter(kiln_backend_t be, const kiln_cl_c
     const size_t ohw = t.oh * t.ow, npix = t.n * ohw, nk = t.ic * (size_t)t.kh * (size_t)t.kw;
     size_t chunk = DW_CHUNK_BYTES / (ohw * TILE_O * sizeof(float));
     chunk = chunk < 1 ? 1 : chunk > t.n ? t.n : chunk;
+    unsigned long budget = 0;
+    kiln_status st = kiln_cl_loop_budget(cl, &budget);
+    if (st) return st;
+    const size_t image_iters = ohw * TILE_STEP_ITERS;
+    if (budget && chunk * image_iters + TILE_FIXED_ITERS > budget)
+        chunk = budget / image_iters > 1 ? (budget - TILE_FIXED_ITERS) / image_iters : 1;
     const size_t nchunks = (t.n + chunk - 1) / chunk;
     const size_t dw_elems = t.groups * t.oc * nk;
     const size_t dyt_elems = round_up(t.groups * npix * t.opad, 16);
     const size_t part_elems = nchunks > 1 ? round_up(nchunks * dw_elems, 16) : 0;
     cl_mem buf, in;
     size_t in_off;
-    kiln_status st =
-        kiln_cl_get_scratch(cl, (dyt_elems + part_elems + padded_elems(&t)) * sizeof(float), &buf);
+    st = kiln_cl_get_scratch(cl, (dyt_elems + part_elems + padded_elems(&t)) * sizeof(float), &buf);
     if (st) return st;
     if ((st = pad(be, &t, kiln_cl_mem(x), kiln_cl_off(x), buf, dyt_elems + part_elems, &in,
                   &in_off)))

@@ -284,8 +284,9 @@ kiln_status kiln_cl_conv2d(kiln_backend_t be, kiln_tensor *dst) {
     kiln_status st = tune(be, &tn);
     if (st) return st;
     if (g.cg <= tn.direct_max_c) return conv_direct(be, &g, x, w, bias, dst);
-    if (tn.tile && kiln_cl_conv_tile_fits(&g, 0))
-        return kiln_cl_conv_tile_forward(be, &g, x, w, bias, dst);
+    int fits = 0;
+    if (tn.tile && (st = kiln_cl_conv_tile_fits(be, &g, KILN_CL_TILE_FORWARD, &fits))) return st;
+    if (fits) return kiln_cl_conv_tile_forward(be, &g, x, w, bias, dst);
     workspace ws;
     int pointwise = is_pointwise(&g);
     if ((st = workspace_init(be, &g, !pointwise || g.n > 1, 0, &ws))) return st;
@@ -329,8 +330,10 @@ kiln_status kiln_cl_conv2d_bwd_data(kiln_backend_t be, kiln_tensor *dst) {
     conv_tune tn;
     kiln_status st = tune(be, &tn);
     if (st) return st;
-    if (tn.tile && kiln_cl_conv_tile_fits(&g, 1))
-        return kiln_cl_conv_tile_backward_data(be, &g, dy, w, dst);
+    int fits = 0;
+    if (tn.tile && (st = kiln_cl_conv_tile_fits(be, &g, KILN_CL_TILE_BACKWARD_DATA, &fits)))
+        return st;
+    if (fits) return kiln_cl_conv_tile_backward_data(be, &g, dy, w, dst);
     workspace ws;
     int pointwise = is_pointwise(&g);
     if ((st = workspace_init(be, &g, !pointwise || g.n > 1, 0, &ws))) return st;
@@ -368,8 +371,10 @@ kiln_status kiln_cl_conv2d_bwd_filter(kiln_backend_t be, kiln_tensor *dst) {
     conv_tune tn;
     kiln_status st = tune(be, &tn);
     if (st) return st;
-    if (tn.tile && kiln_cl_conv_tile_fits(&g, 0))
-        return kiln_cl_conv_tile_backward_filter(be, &g, x, dy, dst);
+    int fits = 0;
+    if (tn.tile && (st = kiln_cl_conv_tile_fits(be, &g, KILN_CL_TILE_BACKWARD_FILTER, &fits)))
+        return st;
+    if (fits) return kiln_cl_conv_tile_backward_filter(be, &g, x, dy, dst);
     workspace ws;
     int pointwise = is_pointwise(&g);
     if ((st = workspace_init(be, &g, !pointwise || g.n > 1, g.o * g.k, &ws))) return st;
@@ -404,8 +409,11 @@ kiln_status kiln_cl_bias_grad(kiln_backend_t be, kiln_tensor *dst) {
     kiln_status st = tune(be, &tn);
     if (st) return st;
     cl_kernel k;
-    /* The CPU algorithms (TILE) include the one-stage form. */
-    if (tn.tile && n > 0) {
+    /* The CPU algorithms (TILE) include the one-stage form, where a work-item's loops over
+       all its planes fit the device. */
+    unsigned long budget = 0;
+    if (tn.tile && (st = kiln_cl_loop_budget(kiln_cl(be), &budget))) return st;
+    if (tn.tile && n > 0 && (!budget || (cl_ulong)n * (plane / 4 + 5) <= budget)) {
         size_t global[3] = {c, 1, 1}, local[3] = {1, 1, 1};
         if ((st = kernel(be, "bias_grad_planes", &k)) ||
             (st = kiln_cl_args(k, "bias_grad_planes", 7, sizeof dym, &dym, sizeof dyo, &dyo,

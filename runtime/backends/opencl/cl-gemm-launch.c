@@ -234,6 +234,31 @@ cl_int kiln_gemm_enqueue(cl_command_queue q, const struct kiln_gemm_tune *tune,
     /* Every batch entry writing the same C would race. */
     if (batch > 1 && call->stride_c == 0) return CL_INVALID_VALUE;
 
+    /* A device that caps a work-item's loop iterations gets k in passes short enough for
+       it, accumulated into C in order (beta = 1 after the first). The iterations per k step
+       are bounded by one per multiply-add lane plus the loads, not by the source's loop
+       count: a compiler may keep the loops marked for unrolling and split wide vectors. */
+    if (tune->loop_budget) {
+        const size_t per_k = (size_t)tune->tile_m * tune->tile_n + tune->tile_m + tune->tile_n;
+        const size_t fixed = 2 * (size_t)tune->tile_m * tune->tile_n + 2 * tune->tile_n;
+        const size_t kc =
+            tune->loop_budget > fixed + per_k ? (tune->loop_budget - fixed) / per_k : 1;
+        if (k > kc) {
+            struct kiln_gemm_tune whole = *tune;
+            whole.loop_budget = 0;
+            struct kiln_gemm_call part = *call;
+            for (size_t k0 = 0; k0 < k; k0 += kc) {
+                part.k = k - k0 < kc ? k - k0 : kc;
+                part.off_a = call->off_a + k0 * (call->trans_a ? call->ld_a : 1);
+                part.off_b = call->off_b + k0 * (call->trans_b ? 1 : call->ld_b);
+                part.beta = k0 ? 1.0f : call->beta;
+                cl_int err = kiln_gemm_enqueue(q, &whole, get_kernel, get_scratch, user, &part);
+                if (err != CL_SUCCESS) return err;
+            }
+            return CL_SUCCESS;
+        }
+    }
+
     const size_t tm = tune->tile_m, tn = tune->tile_n;
     const size_t mt = (m + tm - 1) / tm, nt = (n + tn - 1) / tn;
     /* Which operands the compute kernel reads in place (saves a pack pass and its

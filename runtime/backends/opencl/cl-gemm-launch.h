@@ -14,6 +14,8 @@ struct kiln_gemm_tune {
     unsigned pack_wg;                         /* local size (dim 0) of kiln_gemm_pack_a/_b */
     unsigned direct_a;       /* 1: read A in place (a transposed A only while small) */
     unsigned direct_b_max_m; /* read a non-transposed B in place when m <= this */
+    /* Loop iterations a work-item may run (0: unlimited); longer k runs in several passes. */
+    unsigned long loop_budget;
 };
 
 /* Default tunables for a device (a table keyed by device type, limits queried from `dev`),

@@ -1,4 +1,5 @@
 /* The opencl backend's GEMM op: decodes tensors and hands them to kiln's own kernel. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,6 +38,11 @@ static kiln_status gemm_tune(kiln_backend_t be, const struct kiln_gemm_tune **ou
                               getenv("KILN_TUNE_GEMM") ? getenv("KILN_TUNE_GEMM") : "");
         }
         t->build_options = t->options_buf;
+        kiln_status st = kiln_cl_loop_budget(cl, &t->loop_budget);
+        if (st) {
+            free(t);
+            return st;
+        }
         cl->gemm_tune = t;
     }
     *out = cl->gemm_tune;
@@ -79,4 +85,13 @@ kiln_status kiln_cl_gemm(kiln_backend_t be, kiln_tensor *dst) {
     if (*kiln_last_error()) return err == CL_BUILD_PROGRAM_FAILURE ? KILN_BUILD : KILN_OPENCL;
     return kiln_cl_fail(err, "gemm %zux%zux%zu (batch %zu) on %s", g.m, g.n, g.k, g.batch,
                         be->device.name);
+}
+
+kiln_status kiln_cl_gemm_describe(kiln_backend_t be, char *buf, size_t n) {
+    const struct kiln_gemm_tune *t = NULL;
+    kiln_status st = gemm_tune(be, &t);
+    if (st) return st;
+    snprintf(buf, n, "%ux%u tile per work-item, float%u vectors, work-group %ux%u (%s)", t->tile_m,
+             t->tile_n, t->vec_n, t->wg_m, t->wg_n, t->build_options);
+    return KILN_OK;
 }

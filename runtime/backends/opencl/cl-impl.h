@@ -38,6 +38,11 @@ typedef struct kiln_cl_ctx {
     int host_shared; /* a CPU device whose buffers are host memory: maps copy nothing */
     int profiling;   /* KILN_PROFILE: the queue records kernel execution times */
     int cpu_kernels; /* the kernel variants written for CPUs (KILN_KERNELS, else CPU devices) */
+    char device_name[128];
+    /* The driver's cap on loop iterations per work-item (0: none), measured by
+       kiln_cl_loop_budget on first use. */
+    int loop_probed;
+    unsigned long loop_limit;
 } kiln_cl_ctx;
 
 static inline kiln_cl_ctx *kiln_cl(kiln_backend_t be) {
@@ -46,6 +51,12 @@ static inline kiln_cl_ctx *kiln_cl(kiln_backend_t be) {
 
 /* The cl ids of the device kiln_devices_list lists at `index`. */
 kiln_status kiln_cl_find_device(int index, cl_platform_id *p, cl_device_id *d);
+
+/* How many loop iterations one work-item may run on this device (0: no limit): half the cap
+   that kernels/probe.cl measures the first time it is asked. Host code that launches a kernel
+   whose work-items loop over a data-dependent length splits the work to stay within it, or
+   chooses another form. */
+kiln_status kiln_cl_loop_budget(kiln_cl_ctx *cl, unsigned long *budget);
 
 /* "CL_OUT_OF_RESOURCES" */
 const char *kiln_cl_error_name(cl_int err);

@@ -7,6 +7,8 @@
 #include "cl-impl.h"
 
 kiln_status kiln_cl_gemm(kiln_backend_t be, kiln_tensor *dst);
+/* The GEMM tiles chosen for this device, as text. */
+kiln_status kiln_cl_gemm_describe(kiln_backend_t be, char *buf, size_t n);
 /* conv */
 kiln_status kiln_cl_conv2d(kiln_backend_t be, kiln_tensor *dst);
 kiln_status kiln_cl_conv2d_bwd_data(kiln_backend_t be, kiln_tensor *dst);
@@ -52,7 +54,11 @@ void kiln_cl_conv_decode(const kiln_tensor *dst, const kiln_tensor *x, const kil
                          const kiln_tensor *y, kiln_cl_conv_geom *g);
 /* The tiled implicit-GEMM convolutions (cl-conv-tile.c, kernels/conv-tile.cl): whether a
    convolution fits them (backward data: stride 1 only), and the three passes. */
-int kiln_cl_conv_tile_fits(const kiln_cl_conv_geom *g, int backward_data);
+enum { KILN_CL_TILE_FORWARD, KILN_CL_TILE_BACKWARD_DATA, KILN_CL_TILE_BACKWARD_FILTER };
+/* *fits = whether the tiled form can run this pass of g on this device (index ranges, stride,
+   the device's loop limit). */
+kiln_status kiln_cl_conv_tile_fits(kiln_backend_t be, const kiln_cl_conv_geom *g, int pass,
+                                   int *fits);
 kiln_status kiln_cl_conv_tile_forward(kiln_backend_t be, const kiln_cl_conv_geom *g,
                                       const kiln_tensor *x, const kiln_tensor *w,
                                       const kiln_tensor *bias, kiln_tensor *y);

@@ -86,6 +86,9 @@ typedef struct kiln_backend_stats {
     int tune_loaded;       /* auto: choices loaded from the cache */
 } kiln_backend_stats;
 void kiln_backend_get_stats(kiln_backend_t be, kiln_backend_stats *out);
+/* The device limits the backend plans its kernels by and the tiles it chose, as lines of text
+   ("none" for the host backend); runs the driver self-checks that have not run yet. */
+kiln_status kiln_backend_limits(kiln_backend_t be, char *buf, size_t n);
 
 /* ---- buffers ---- */
 
