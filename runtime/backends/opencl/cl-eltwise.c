@@ -167,21 +167,31 @@ kiln_status kiln_cl_sum_squares(kiln_backend_t be, kiln_tensor *dst) {
     size_t nparts = (n + SSQ_MIN_PER_ITEM - 1) / SSQ_MIN_PER_ITEM;
     if (nparts > cap) nparts = cap;
     if (nparts < 1) nparts = 1; /* an empty x still writes its sum, 0 */
+    /* A device that caps a work-item's loop iterations gets more, shorter parts. */
+    unsigned long budget = 0;
+    kiln_status st = kiln_cl_loop_budget(cl, &budget);
+    if (st) return st;
+    if (budget && (n + nparts - 1) / nparts > budget) nparts = (n + budget - 1) / budget;
+    size_t per = 0;
+    if (cl->cpu_kernels) {
+        size_t cus = be->device.compute_units ? be->device.compute_units : 1;
+        per = (n + 4 * cus - 1) / (4 * cus);
+        per = (per + 15) / 16 * 16;
+        if (per < 4096) per = 4096;
+        /* kiln_sum_squares_chunks loops 17 times per 16 elements */
+        const size_t per_max = budget > 64 ? (budget - 64) / 17 * 16 : 0;
+        if (budget && per > per_max) per = per_max;
+        nparts = (n + per - 1) / per;
+        if (nparts < 1) nparts = 1;
+    }
     cl_mem part;
     cl_kernel k1, k2;
-    kiln_status st;
     if ((st = kiln_cl_get_scratch(cl, nparts * sizeof(float), &part)) ||
         (st = get(be, "kiln_sum_squares_parts", &k1)) || (st = get(be, "kiln_sum_parts", &k2)))
         return st;
     /* Interleaved on GPUs (coalesced); on CPUs one contiguous, vectorised chunk per core
        (a scalar work-item per chunk would be vectorised across items by PoCL: gathers). */
     if (cl->cpu_kernels) {
-        size_t cus = be->device.compute_units ? be->device.compute_units : 1;
-        size_t per = (n + 4 * cus - 1) / (4 * cus);
-        per = (per + 15) / 16 * 16;
-        if (per < 4096) per = 4096;
-        nparts = (n + per - 1) / per;
-        if (nparts < 1) nparts = 1;
         if ((st = get(be, "kiln_sum_squares_chunks", &k1)) ||
             (st = kiln_cl_args(k1, "kiln_sum_squares_chunks", 6, MEM(x), OFF(x), ULONG(n),
                                ULONG(per), sizeof part, &part, UINT(nparts))))
