@@ -218,7 +218,10 @@ kiln_status kiln_cl_backend_setup(kiln_backend_t be, const kiln_device_info *dev
     /* Ops with a CPU form and a GPU form (convolutions, reductions) pick by device type;
        KILN_KERNELS=cpu|gpu forces one (tests run both forms on every device). */
     const char *kv = getenv("KILN_KERNELS");
-    cl->cpu_kernels = dev->type == KILN_DEVICE_CPU;
+    /* The CPU forms rely on a runtime that vectorises a work-item's explicit vectors (PoCL,
+       whose preferred float vector is its SIMD width); a CPU device that vectorises across
+       work-items instead, as a GPU does (llvmpipe reports 1), takes the GPU forms. */
+    cl->cpu_kernels = dev->type == KILN_DEVICE_CPU && dev->pref_vec_float > 1;
     if (kv && *kv) {
         if (strcmp(kv, "cpu") && strcmp(kv, "gpu")) {
             cl_free(be);
