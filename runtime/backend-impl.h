@@ -49,7 +49,9 @@ struct kiln_backend {
     char name[16]; /* base: cpu | opencl | clblast */
     kiln_device_info device;
     kiln_op_fn ops[KILN_OP_COUNT];
-    const char *provider[KILN_OP_COUNT];
+    const char *provider[KILN_OP_COUNT]; /* the first choice for the op (or "auto") */
+    int impl[KILN_OP_COUNT];             /* its index in backend.c's chain, -1 for auto */
+    const char *ran; /* the implementation the last kiln_compute ran (KILN_PROFILE's column) */
     struct kiln_backend *host; /* cpu backend for host fallback, created on first need */
     size_t allocated;          /* bytes in live buffers, for the free-memory estimate */
     struct kiln_tuner *tuner;  /* auto backend: per-shape choices among implementations */
@@ -67,10 +69,16 @@ struct kiln_event {
     void *handle;
 };
 
+/* Whether an implementation can compute this tensor (shape, params, the device's limits); an
+   implementation with no such function takes every tensor of its op. A tensor it refuses goes
+   down the fallback chain (backend.c). */
+typedef int (*kiln_supports_fn)(kiln_backend_t be, const kiln_tensor *dst);
+
 /* Op tables, filled with designated initialisers; an empty slot means unsupported. */
 extern const kiln_op_fn kiln_cpu_ops[KILN_OP_COUNT];
 extern const kiln_op_fn kiln_cl_ops[KILN_OP_COUNT];
 extern const kiln_op_fn kiln_clblast_ops[KILN_OP_COUNT];
+extern const kiln_supports_fn kiln_clblast_supports[KILN_OP_COUNT];
 
 /* Backend constructors: fill iface/ctx/device of a zeroed backend. */
 kiln_status kiln_cpu_backend_setup(kiln_backend_t be);
@@ -81,7 +89,9 @@ int kiln_clblast_available(kiln_backend_t be);
 /* The auto backend (tune.c): candidates per op, measured per shape on first use. */
 #define KILN_TUNE_MAX 4
 kiln_status kiln_tuner_init(kiln_backend_t be);
-void kiln_tuner_add(kiln_backend_t be, kiln_op op, kiln_op_fn fn, const char *name);
+/* supports: NULL when the candidate takes every tensor of the op. */
+void kiln_tuner_add(kiln_backend_t be, kiln_op op, kiln_op_fn fn, kiln_supports_fn supports,
+                    const char *name);
 /* Loads persisted choices once every candidate is added. */
 void kiln_tuner_ready(kiln_backend_t be);
 void kiln_tuner_free(kiln_backend_t be);

@@ -7,17 +7,31 @@
 
 #include "ops-impl.h"
 
-/* Implementations of ops, in fallback order: clblast -> opencl -> cpu. */
+/* Implementations of ops. Each names the one to fall back to, for an op it lacks or a tensor
+   it does not support: clblast -> opencl -> cpu (on a device, the cpu step copies through host
+   memory). A new backend is a row here with its place in the chain. */
 enum { PROV_CPU, PROV_OPENCL, PROV_CLBLAST, PROV_COUNT, PROV_AUTO = PROV_COUNT };
 static const struct {
     const char *name;
     const kiln_op_fn *ops;
+    const kiln_supports_fn *supports; /* NULL: every tensor of the ops it has */
     int needs_device;
+    int fallback; /* -1: the end of the chain */
 } providers[PROV_COUNT] = {
-    [PROV_CPU] = {"cpu", kiln_cpu_ops, 0},
-    [PROV_OPENCL] = {"opencl", kiln_cl_ops, 1},
-    [PROV_CLBLAST] = {"clblast", kiln_clblast_ops, 1},
+    [PROV_CPU] = {"cpu", kiln_cpu_ops, NULL, 0, -1},
+    [PROV_OPENCL] = {"opencl", kiln_cl_ops, NULL, 1, PROV_CPU},
+    [PROV_CLBLAST] = {"clblast", kiln_clblast_ops, kiln_clblast_supports, 1, PROV_OPENCL},
 };
+
+static kiln_supports_fn supports_of(int p, int op) {
+    return providers[p].supports ? providers[p].supports[op] : NULL;
+}
+
+/* The first provider from p down the chain that has op (-1: none). */
+static int chain_from(int p, int op) {
+    while (p >= 0 && !providers[p].ops[op]) p = providers[p].fallback;
+    return p;
+}
 
 #define BACKEND_CHOICES "cpu, opencl, clblast, auto"
 
@@ -284,22 +298,24 @@ kiln_status kiln_backend_init(const char *bspec, const char *dspec, kiln_backend
                 kiln_backend_free(be);
                 return st;
             }
-            kiln_tuner_add(be, (kiln_op)op, providers[PROV_OPENCL].ops[op], "opencl");
+            kiln_tuner_add(be, (kiln_op)op, providers[PROV_OPENCL].ops[op], NULL, "opencl");
             if (with_clblast)
-                kiln_tuner_add(be, (kiln_op)op, providers[PROV_CLBLAST].ops[op], "clblast");
-            if (with_host) kiln_tuner_add(be, (kiln_op)op, kiln_host_fallback, "cpu");
+                kiln_tuner_add(be, (kiln_op)op, providers[PROV_CLBLAST].ops[op],
+                               supports_of(PROV_CLBLAST, op), "clblast");
+            if (with_host) kiln_tuner_add(be, (kiln_op)op, kiln_host_fallback, NULL, "cpu");
             be->ops[op] = kiln_auto_dispatch;
             be->provider[op] = "auto";
+            be->impl[op] = -1;
             continue;
         }
         int want = bs.override[op] >= 0 ? bs.override[op] : bs.base;
         if (want == PROV_AUTO) want = bs.base;
         if (want == PROV_CLBLAST && !kiln_clblast_available(be)) want = PROV_OPENCL;
-        int p = want;
-        while (p > PROV_CPU && !providers[p].ops[op]) p--;
-        if (p == PROV_CPU && !providers[p].ops[op]) continue; /* nowhere: unsupported */
+        int p = chain_from(want, op);
+        if (p < 0) continue; /* nowhere: unsupported */
         be->ops[op] = p == PROV_CPU && on_device ? kiln_host_fallback : providers[p].ops[op];
         be->provider[op] = providers[p].name;
+        be->impl[op] = p;
         if (p != want)
             kiln_log(p == PROV_CPU && on_device ? KILN_LOG_WARN : KILN_LOG_INFO,
                      "op %s: %s has no implementation, falling back to %s%s", kiln_op_name(op),
@@ -335,6 +351,18 @@ const kiln_device_info *kiln_backend_device(kiln_backend_t be) {
 
 const char *kiln_backend_op_provider(kiln_backend_t be, kiln_op op) {
     return (unsigned)op < KILN_OP_COUNT ? be->provider[op] : NULL;
+}
+
+const char *kiln_backend_op_fallback(kiln_backend_t be, kiln_op op) {
+    if ((unsigned)op >= KILN_OP_COUNT) return NULL;
+    int p = be->impl[op];
+    if (p < 0 || !supports_of(p, op)) return NULL;
+    int q = chain_from(providers[p].fallback, op);
+    return q >= 0 ? providers[q].name : NULL;
+}
+
+const char *kiln_backend_last_impl(kiln_backend_t be) {
+    return be->ran;
 }
 
 kiln_status kiln_backend_synchronize(kiln_backend_t be) {
@@ -443,8 +471,23 @@ kiln_status kiln_compute(kiln_backend_t be, kiln_tensor *dst) {
     if (!fn)
         return kiln_error(KILN_UNSUPPORTED, "op %s has no implementation on backend %s",
                           kiln_op_name(dst->op), be->name);
+    /* Per tensor: an implementation that cannot compute this one hands it down the chain. */
+    const char *name = be->provider[dst->op];
+    int p = be->impl[dst->op];
+    kiln_supports_fn ok;
+    while (p >= 0 && (ok = supports_of(p, dst->op)) && !ok(be, dst)) {
+        int q = chain_from(providers[p].fallback, dst->op);
+        if (q < 0)
+            return kiln_error(KILN_UNSUPPORTED, "op %s: no implementation on backend %s takes '%s'",
+                              kiln_op_name(dst->op), be->name, dst->name);
+        int on_device = be->device.type != KILN_DEVICE_HOST;
+        fn = q == PROV_CPU && on_device ? kiln_host_fallback : providers[q].ops[dst->op];
+        name = providers[q].name;
+        p = q;
+    }
+    be->ran = name;
     st = kiln_profile_run(be, fn, dst);
-    if (st) kiln_error_append(" [op %s on %s]", kiln_op_name(dst->op), be->provider[dst->op]);
+    if (st) kiln_error_append(" [op %s on %s]", kiln_op_name(dst->op), be->ran);
     return st;
 }
 

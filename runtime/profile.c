@@ -97,14 +97,14 @@ kiln_status kiln_profile_run(kiln_backend_t be, kiln_op_fn fn, kiln_tensor *dst)
     pthread_mutex_lock(&profile_lock);
     int i = 0;
     while (i < profile_used &&
-           (profile_table[i].op != dst->op || profile_table[i].provider != be->provider[dst->op] ||
+           (profile_table[i].op != dst->op || profile_table[i].provider != be->ran ||
             strncmp(profile_table[i].name, dst->name, sizeof profile_table[i].name)))
         i++;
     if (i < PROFILE_SLOTS) {
         if (i == profile_used) {
             profile_used++;
             profile_table[i].op = dst->op;
-            profile_table[i].provider = be->provider[dst->op];
+            profile_table[i].provider = be->ran;
             snprintf(profile_table[i].name, sizeof profile_table[i].name, "%s", dst->name);
         }
         profile_table[i].calls++;

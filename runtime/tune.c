@@ -20,6 +20,7 @@ struct kiln_tune_entry {
 struct kiln_tuner {
     kiln_op_fn cand[KILN_OP_COUNT][KILN_TUNE_MAX];
     const char *cand_name[KILN_OP_COUNT][KILN_TUNE_MAX];
+    kiln_supports_fn cand_supports[KILN_OP_COUNT][KILN_TUNE_MAX];
     int ncand[KILN_OP_COUNT];
     struct kiln_tune_entry *table; /* open addressing, key 0 = empty */
     size_t cap, used;
@@ -122,10 +123,12 @@ kiln_status kiln_tuner_init(kiln_backend_t be) {
     return KILN_OK;
 }
 
-void kiln_tuner_add(kiln_backend_t be, kiln_op op, kiln_op_fn fn, const char *name) {
+void kiln_tuner_add(kiln_backend_t be, kiln_op op, kiln_op_fn fn, kiln_supports_fn supports,
+                    const char *name) {
     struct kiln_tuner *t = be->tuner;
     if (t && t->ncand[op] < KILN_TUNE_MAX) {
         t->cand[op][t->ncand[op]] = fn;
+        t->cand_supports[op][t->ncand[op]] = supports;
         t->cand_name[op][t->ncand[op]++] = name;
     }
 }
@@ -183,13 +186,25 @@ static double measure(kiln_backend_t be, kiln_op_fn fn, kiln_tensor *dst, kiln_t
     return a > b ? (b > c ? b : (a > c ? c : a)) : (a > c ? a : (b > c ? c : b));
 }
 
+static int ok(const struct kiln_tuner *t, kiln_op op, int c, kiln_backend_t be,
+              const kiln_tensor *dst) {
+    return !t->cand_supports[op][c] || t->cand_supports[op][c](be, dst);
+}
+
 kiln_status kiln_auto_dispatch(kiln_backend_t be, kiln_tensor *dst) {
     struct kiln_tuner *t = be->tuner;
     kiln_op op = dst->op;
     /* The op index rides in the low byte so the file can name the op of each key. */
     uint64_t key = (shape_key(dst) & ~(uint64_t)0xff) | (uint64_t)op;
     struct kiln_tune_entry *e = find(t, key);
-    if (e) return t->cand[op][e->choice](be, dst);
+    /* Candidate 0, kiln's own kernels, takes every tensor; the others only those they say.
+       The key does not hold everything a candidate may look at (offsets), so a remembered
+       choice is asked again. */
+    if (e) {
+        int c = ok(t, op, e->choice, be, dst) ? e->choice : 0;
+        be->ran = t->cand_name[op][c];
+        return t->cand[op][c](be, dst);
+    }
 
     kiln_tensor scratch = *dst;
     size_t ext = kiln_tensor_extent(dst);
@@ -199,6 +214,8 @@ kiln_status kiln_auto_dispatch(kiln_backend_t be, kiln_tensor *dst) {
     double best_ms = -1, ms[KILN_TUNE_MAX];
     int best = 0;
     for (int c = 0; c < t->ncand[op]; c++) {
+        ms[c] = -1;
+        if (!ok(t, op, c, be, dst)) continue;
         ms[c] = measure(be, t->cand[op][c], dst, &scratch, best_ms > 0 ? 5 * best_ms : 0);
         if (ms[c] < 0) continue;
         /* Candidate 0 is kiln's own; another must beat the best by more than noise. */
@@ -213,12 +230,13 @@ kiln_status kiln_auto_dispatch(kiln_backend_t be, kiln_tensor *dst) {
     char shape[96], others[160] = "";
     kiln_tensor_describe(dst, shape, sizeof shape);
     for (int c = 0, at = 0; c < t->ncand[op]; c++)
-        if (c != best && at < (int)sizeof others)
+        if (c != best && ms[c] >= 0 && at < (int)sizeof others)
             at += snprintf(others + at, sizeof others - (size_t)at, "; %s %.3f ms",
                            t->cand_name[op][c], ms[c]);
     kiln_log(KILN_LOG_INFO, "auto: %s -> %s %s (%.3f ms%s)", kiln_op_name(op), shape,
              t->cand_name[op][best], best_ms, others);
     be->tune_measured++;
     if (insert(t, key, best)) store(t, be);
+    be->ran = t->cand_name[op][best];
     return t->cand[op][best](be, dst);
 }

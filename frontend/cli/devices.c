@@ -74,7 +74,10 @@ int kiln_cmd_devices(int argc, char **argv) {
            kiln_backend_device(be)->name, sel.why);
     for (int op = 1; op < KILN_OP_COUNT; op++) {
         const char *p = kiln_backend_op_provider(be, (kiln_op)op);
-        printf(" %s=%s", kiln_op_name((kiln_op)op), p ? p : "unsupported");
+        const char *f = kiln_backend_op_fallback(be, (kiln_op)op);
+        /* "conv2d=clblast|opencl": CLBlast where it can express the shape, else opencl */
+        printf(" %s=%s%s%s", kiln_op_name((kiln_op)op), p ? p : "unsupported", f ? "|" : "",
+               f ? f : "");
     }
     printf("\n");
     char limits[1024];

@@ -81,6 +81,11 @@ const kiln_op_fn kiln_clblast_ops[KILN_OP_COUNT] = {
     [KILN_OP_CONV2D_BWD_DATA] = kiln_clblast_conv2d_bwd_data,
 };
 
+const kiln_supports_fn kiln_clblast_supports[KILN_OP_COUNT] = {
+    [KILN_OP_CONV2D] = kiln_clblast_supports_conv2d,
+    [KILN_OP_CONV2D_BWD_DATA] = kiln_clblast_supports_conv2d_bwd_data,
+};
+
 int kiln_clblast_available(kiln_backend_t be) {
     return be->ctx != NULL;
 }

@@ -12,8 +12,9 @@
  *                    one image's [K][OH*OW] block; per-image GEMMs with K = OH*OW (4 in a deep
  *                    VGG layer at 32x32) would waste CLBlast's tiles. Not being listed also
  *                    keeps auto from timing the same code twice.
- * CLBlast cannot express groups, asymmetric padding or offsets beyond 32 bits; those shapes
- * (and all shapes when KILN_CLBLAST_CONV=0 at build time) go to the opencl implementation. */
+ * CLBlast cannot express groups, asymmetric padding or offsets beyond 32 bits: for those shapes
+ * (and all shapes when KILN_CLBLAST_CONV=0 at build time) kiln_clblast_supports says no and the
+ * backend runs the next implementation in its chain, the opencl one, and reports that one. */
 #include <clblast_c.h>
 #include <limits.h>
 #include <string.h>
@@ -43,6 +44,25 @@ static int decode(const kiln_tensor *dst, const kiln_tensor *x, const kiln_tenso
     return KILN_CLBLAST_CONV && g->n && g->p.groups == 1 && g->p.pad_t == g->p.pad_b &&
            g->p.pad_l == g->p.pad_r && biggest + offs < INT_MAX / 2 &&
            g->k * g->ohw * g->n < INT_MAX / 2;
+}
+
+/* The backend asks kiln_clblast_supports first (backend.c sends other tensors down the
+   chain); a direct call with such a tensor is an error, never a silent substitute. */
+static kiln_status unsupported(kiln_backend_t be, const kiln_tensor *dst) {
+    return kiln_error(KILN_UNSUPPORTED,
+                      "CLBlast cannot express %s '%s' (groups, asymmetric padding or sizes past "
+                      "its int indexing) on %s",
+                      kiln_op_name(dst->op), dst->name, be->device.name);
+}
+
+int kiln_clblast_supports_conv2d(kiln_backend_t be, const kiln_tensor *dst) {
+    geom g;
+    return decode(dst, dst->src[0], dst->src[1], dst, &g);
+}
+
+int kiln_clblast_supports_conv2d_bwd_data(kiln_backend_t be, const kiln_tensor *dst) {
+    geom g;
+    return decode(dst, dst, dst->src[1], dst->src[0], &g);
 }
 
 static kiln_status clblast_fail(kiln_backend_t be, CLBlastStatusCode s, const char *what,
@@ -89,7 +109,7 @@ static kiln_status add_bias(kiln_backend_t be, const geom *g, const kiln_tensor 
 kiln_status kiln_clblast_conv2d(kiln_backend_t be, kiln_tensor *dst) {
     const kiln_tensor *x = dst->src[0], *w = dst->src[1], *bias = dst->src[2];
     geom g;
-    if (!decode(dst, x, w, dst, &g)) return kiln_cl_conv2d(be, dst);
+    if (!decode(dst, x, w, dst, &g)) return unsupported(be, dst);
     CLBlastStatusCode s = CLBlastSconvgemm(
         CLBlastKernelModeCrossCorrelation, g.c, g.h, g.w, g.kh, g.kw, (size_t)g.p.pad_t,
         (size_t)g.p.pad_l, (size_t)g.p.stride_h, (size_t)g.p.stride_w, (size_t)g.p.dil_h,
@@ -102,7 +122,7 @@ kiln_status kiln_clblast_conv2d(kiln_backend_t be, kiln_tensor *dst) {
 kiln_status kiln_clblast_conv2d_bwd_data(kiln_backend_t be, kiln_tensor *dst) {
     const kiln_tensor *dy = dst->src[0], *w = dst->src[1];
     geom g;
-    if (!decode(dst, dst, w, dy, &g)) return kiln_cl_conv2d_bwd_data(be, dst);
+    if (!decode(dst, dst, w, dy, &g)) return unsupported(be, dst);
     size_t per_image = g.k * g.ohw * sizeof(float);
     size_t nb = KILN_CLBLAST_CONV_WORKSPACE / per_image;
     nb = nb < 1 ? 1 : nb > g.n ? g.n : nb;

@@ -73,5 +73,8 @@ kiln_status kiln_cl_conv_tile_backward_filter(kiln_backend_t be, const kiln_cl_c
 kiln_status kiln_clblast_gemm(kiln_backend_t be, kiln_tensor *dst);
 kiln_status kiln_clblast_conv2d(kiln_backend_t be, kiln_tensor *dst);
 kiln_status kiln_clblast_conv2d_bwd_data(kiln_backend_t be, kiln_tensor *dst);
+/* Whether CLBlast's routines can express the convolution (else the opencl one runs it). */
+int kiln_clblast_supports_conv2d(kiln_backend_t be, const kiln_tensor *dst);
+int kiln_clblast_supports_conv2d_bwd_data(kiln_backend_t be, const kiln_tensor *dst);
 
 #endif

@@ -74,6 +74,12 @@ const kiln_device_info *kiln_backend_device(kiln_backend_t be);
 /* Which implementation serves `op` on this backend: "cpu", "opencl", "clblast", "auto"
    (measured per shape), or NULL. */
 const char *kiln_backend_op_provider(kiln_backend_t be, kiln_op op);
+/* Where the op's tensors go that its provider cannot compute (a shape CLBlast cannot express),
+   or NULL when the provider takes every tensor of the op. */
+const char *kiln_backend_op_fallback(kiln_backend_t be, kiln_op op);
+/* The implementation ("clblast", "opencl", "cpu") the last kiln_compute on be ran, after auto
+   and per-tensor fallbacks; NULL before the first. */
+const char *kiln_backend_last_impl(kiln_backend_t be);
 kiln_status kiln_backend_synchronize(kiln_backend_t be);
 
 /* Program-cache counters of an OpenCL backend since it was created (zeros for cpu). */
