@@ -95,6 +95,12 @@ struct kiln_model {
     int n_warn;
     int finalized;
     kiln_model_totals totals;
+    /* A model read from another format (a Keras file) has no lines: its node and output
+       "lines" index line_label ("layers[3]", line 1 = line_label[0]), which messages print in
+       place of "line N". NULL for the text format and the API. */
+    char **line_label;
+    int n_line_label;
+    int keras; /* read from a Keras model: fixes are spelled as Keras layers */
 };
 
 extern const km_layer_spec km_layers[];
@@ -110,8 +116,17 @@ kiln_status km_node_error(kiln_status st, const struct kiln_model *m, const km_n
     __attribute__((format(printf, 4, 5)))
 #endif
     ;
-/* "file:line: " or "file: " (line 0) */
+/* "file:line: ", "file: label: " (a line_label) or "file: " (line 0) */
 void km_where(const struct kiln_model *m, int line, char *out, size_t n);
+/* "line 4", or its line_label ("layers[3]"); "" for line 0. */
+void km_line_str(const struct kiln_model *m, int line, char *out, size_t n);
+/* Adds a line_label and returns the line number standing for it (0 when out of memory). */
+int km_add_line_label(struct kiln_model *m, const char *label);
+/* A Keras model: a .keras archive (its config.json) or the JSON of model.to_json(); see
+   keras.c and MODEL-FORMAT.md ("Keras models"). */
+kiln_status km_load_keras(const char *path, struct kiln_model **out);
+/* 1 when path names a Keras model (.keras, or a .json file), by its name. */
+int km_is_keras_path(const char *path);
 
 /* Parses `text` as a value of spec s into v (numbers, enum index). 0, or -1 with the reason
    in why. */

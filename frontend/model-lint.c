@@ -28,10 +28,12 @@ static const char *kind_word(const km_node *n) {
     return n->spec->type;
 }
 
-/* "'c1' (conv2d, line 4)" */
-static void desc(const km_node *n, char *out, size_t cap) {
-    if (n->line > 0)
-        snprintf(out, cap, "'%s' (%s, line %d)", n->name, n->spec->type, n->line);
+/* "'c1' (conv2d, line 4)", "'conv2d' (conv2d, layers[3])" for a Keras model */
+static void desc(const struct kiln_model *m, const km_node *n, char *out, size_t cap) {
+    char l[128];
+    km_line_str(m, n->line, l, sizeof l);
+    if (*l)
+        snprintf(out, cap, "'%s' (%s, %.100s)", n->name, n->spec->type, l);
     else
         snprintf(out, cap, "'%s' (%s)", n->name, n->spec->type);
 }
@@ -134,8 +136,8 @@ static kiln_status resolve_inputs(struct kiln_model *m, int i) {
             return km_node_error(KILN_INVALID_ARGUMENT, m, nd,
                                  "reads its own output: a cycle (a model is a DAG)");
         if (j > i) {
-            char d[160];
-            desc(&m->nodes[j], d, sizeof d);
+            char d[256];
+            desc(m, &m->nodes[j], d, sizeof d);
             return km_node_error(KILN_INVALID_ARGUMENT, m, nd,
                                  "input '%s' is used before its definition %s: define nodes before "
                                  "the nodes that read them (which also rules out cycles)",
@@ -402,8 +404,8 @@ static kiln_status check_placement(struct kiln_model *m, const km_node *nd) {
         const km_node *x = &m->nodes[nd->in[k]];
         if (is_hostside(x)) continue;
         if ((f & KM_F_PREPROC) && (x->spec->flags & KM_F_PREPROC)) continue;
-        char d[160];
-        desc(x, d, sizeof d);
+        char d[256];
+        desc(m, x, d, sizeof d);
         if (f & KM_F_HOST)
             return km_node_error(
                 KILN_INVALID_ARGUMENT, m, nd,
@@ -562,7 +564,7 @@ static int input_path(const struct kiln_model *m, int j, int raw, int *chain, in
 }
 
 /* "rescale 's' (scale=1/255, line 3)": the attributes written, else the defaults. */
-static void preproc_desc(const km_node *nd, char *out, size_t cap) {
+static void preproc_desc(const struct kiln_model *m, const km_node *nd, char *out, size_t cap) {
     size_t l = (size_t)snprintf(out, cap, "%s '%s' (", nd->spec->type, nd->name);
     int written = 0, first = 1;
     for (int k = 0; nd->spec->attrs[k].key; k++) written |= nd->av[k].raw != NULL;
@@ -573,8 +575,9 @@ static void preproc_desc(const km_node *nd, char *out, size_t cap) {
                               nd->spec->attrs[k].key, v->text);
         first = 0;
     }
-    if (l < cap && nd->line > 0)
-        l += (size_t)snprintf(out + l, cap - l, "%sline %d", first ? "" : ", ", nd->line);
+    char ls[128];
+    km_line_str(m, nd->line, ls, sizeof ls);
+    if (l < cap && *ls) l += (size_t)snprintf(out + l, cap - l, "%s%s", first ? "" : ", ", ls);
     if (l < cap) snprintf(out + l, cap - l, ")");
 }
 
@@ -594,7 +597,7 @@ static void warn_scale(struct kiln_model *m, const km_node *nd, int in) {
         const km_node *p = &m->nodes[chain[k]];
         if (!(p->spec->flags & KM_F_PREPROC)) continue;
         char d[256];
-        preproc_desc(p, d, sizeof d);
+        preproc_desc(m, p, d, sizeof d);
         if (l < sizeof pre)
             l += (size_t)snprintf(pre + l, sizeof pre - l, "%s%s", n_pre ? ", " : " through ", d);
         n_pre++;
@@ -659,12 +662,18 @@ static void lint_input(struct kiln_model *m, int i) {
     int chain[64];
     int n = input_path(m, raw_in, 1, chain, 64, path, sizeof path);
     const km_node *src = &m->nodes[chain[n - 1]];
-    char where[512];
+    char where[512], fix[256];
     km_where(m, nd->line, where, sizeof where);
+    if (m->keras)
+        snprintf(fix, sizeof fix, "apply layers.Rescaling(1./255) to '%s' and have '%s' read it",
+                 src->name, nd->name);
+    else
+        snprintf(fix, sizeof fix, "add e.g. 'scaled = rescale(%s, scale=1/255)' and read 'scaled'",
+                 src->name);
     km_warn(m,
             "%snode '%s' (%s): reads raw integer-range input (0-255): no rescale or normalize on "
-            "its path %s%s; add e.g. 'scaled = rescale(%s, scale=1/255)' and read 'scaled'",
-            where, nd->name, nd->spec->type, path, nd->name, src->name);
+            "its path %s%s; %s",
+            where, nd->name, nd->spec->type, path, nd->name, fix);
 }
 
 static int is_first_weighted(const struct kiln_model *m, int c) {
@@ -720,15 +729,15 @@ static kiln_status lint_unused(struct kiln_model *m, const char *live) {
             if (live[j] && m->nodes[j].n_in) c = j;
         if (c < 0) continue;
         const km_node *C = &m->nodes[c];
-        char dc[160];
-        desc(C, dc, sizeof dc);
+        char dc[256];
+        desc(m, C, dc, sizeof dc);
         if (a < 0) {
             kiln_error_append("\n  %s most likely meant to read '%s'", dc, S->name);
             continue;
         }
         const km_node *A = &m->nodes[a];
-        char da[160];
-        desc(A, da, sizeof da);
+        char da[256];
+        desc(m, A, da, sizeof da);
         int reads_a = 0;
         for (int k = 0; k < C->n_in; k++) reads_a |= C->in[k] == a;
         kiln_error_append("\n  %s most likely meant to read '%s'%s%s", dc, S->name,
@@ -823,11 +832,14 @@ kiln_status kiln_model_finalize(kiln_model_t m, const kiln_model_config *cfg) {
              (c.input_c && c.input_c != nd->shape[1])))
             st = km_node_error(KILN_SHAPE, m, nd,
                                "the model fixes its input to shape=%s, but %dx%dx%d was asked "
-                               "for: write shape={input_h}x{input_w}x{input_c} to make the size "
-                               "a parameter",
+                               "for: %s",
                                attr(nd, "shape")->text, c.input_h ? c.input_h : (int)nd->shape[2],
                                c.input_w ? c.input_w : (int)nd->shape[3],
-                               c.input_c ? c.input_c : (int)nd->shape[1]);
+                               c.input_c ? c.input_c : (int)nd->shape[1],
+                               m->keras ? "build the Keras model for that input "
+                                          "(keras.Input(shape=(H, W, C)); None for a free size)"
+                                        : "write shape={input_h}x{input_w}x{input_c} to make the "
+                                          "size a parameter");
     }
     if (st) return st;
     for (int i = 0; i < m->n; i++)

@@ -73,6 +73,9 @@ static const km_attr_spec a_rrc[] = {{"size", KM_PAIR, NULL, 1, 1 << 16, 0},
 static const km_attr_spec a_rotation[] = {{"degrees", KM_FLOAT, NULL, 0, 180, 0}, {0}};
 static const km_attr_spec a_translation[] = {{"fraction", KM_FLOAT, NULL, 0, 1, 0}, {0}};
 static const km_attr_spec a_brightness[] = {{"delta", KM_FLOAT, NULL, 0, 1, 0}, {0}};
+/* Keras RandomZoom's factors: [lo, hi] (one value v: [-v, v]), negative zooms in. */
+static const km_attr_spec a_zoom[] = {
+    {"height", KM_FLOATS, NULL, -1, 10, 0}, {"width", KM_FLOATS, "", -1, 10, 0}, {0}};
 static const km_attr_spec a_factor[] = {{"factor", KM_FLOAT, NULL, 0, 1, 0}, {0}};
 static const km_attr_spec a_erasing[] = {
     {"p", KM_FLOAT, "0.5", 0, 1, 0}, {"scale", KM_FLOATS, "[0.02, 0.33]", 1e-6, 1, 0}, {0}};
@@ -106,6 +109,7 @@ const km_layer_spec km_layers[] = {{"input", 0, 0, 0, a_input},
                                    {"random_resized_crop", 1, 1, HOST_RANDOM, a_rrc},
                                    {"random_rotation", 1, 1, HOST_RANDOM, a_rotation},
                                    {"random_translation", 1, 1, HOST_RANDOM, a_translation},
+                                   {"random_zoom", 1, 1, HOST_RANDOM, a_zoom},
                                    {"random_brightness", 1, 1, HOST_RANDOM, a_brightness},
                                    {"random_contrast", 1, 1, HOST_RANDOM, a_factor},
                                    {"random_saturation", 1, 1, HOST_RANDOM, a_factor},
@@ -141,10 +145,29 @@ char *km_strdup(const char *s) {
 }
 
 void km_where(const struct kiln_model *m, int line, char *out, size_t n) {
-    if (line > 0)
+    if (line > 0 && line <= m->n_line_label)
+        snprintf(out, n, "%s: %s: ", m->file, m->line_label[line - 1]);
+    else if (line > 0)
         snprintf(out, n, "%s:%d: ", m->file, line);
     else
         snprintf(out, n, "%s: ", m->file);
+}
+
+void km_line_str(const struct kiln_model *m, int line, char *out, size_t n) {
+    if (line > 0 && line <= m->n_line_label)
+        snprintf(out, n, "%s", m->line_label[line - 1]);
+    else if (line > 0)
+        snprintf(out, n, "line %d", line);
+    else if (n)
+        out[0] = '\0';
+}
+
+int km_add_line_label(struct kiln_model *m, const char *label) {
+    char **l = realloc(m->line_label, (size_t)(m->n_line_label + 1) * sizeof *l);
+    if (!l) return 0;
+    m->line_label = l;
+    if (!(l[m->n_line_label] = km_strdup(label))) return 0;
+    return ++m->n_line_label;
 }
 
 kiln_status km_node_error(kiln_status st, const struct kiln_model *m, const km_node *nd,
@@ -231,6 +254,8 @@ void kiln_model_free(kiln_model_t m) {
     free(m->outputs);
     free(m->output_line);
     free(m->nodes);
+    for (int i = 0; i < m->n_line_label; i++) free(m->line_label[i]);
+    free(m->line_label);
     free(m->file);
     free(m);
 }
@@ -559,6 +584,7 @@ kiln_status kiln_model_load(const char *name_or_path, kiln_model_t *out) {
     if (!name_or_path || !out)
         return kiln_error(KILN_INVALID_ARGUMENT, "kiln_model_load: NULL argument");
     *out = NULL;
+    if (km_is_keras_path(name_or_path)) return km_load_keras(name_or_path, out);
     char want[256];
     snprintf(want, sizeof want, "%s", name_or_path);
     size_t n = strlen(want);

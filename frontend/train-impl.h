@@ -65,6 +65,12 @@ kiln_status kt_lower(struct kiln_trainer *t);
 kiln_status kt_init_params(struct kiln_trainer *t);
 /* The training and eval specs from the model's pipeline nodes or a user spec. */
 kiln_status kt_augment_specs(struct kiln_trainer *t);
+/* The explicit padding (top, bottom, left, right) of conv2d / pooling node nd over input x for
+   kernel kh x kw, stride sh x sw, dilation dh x dw: its padding attribute, "same" resolved. The
+   ONNX export uses it too, so both agree on every pixel. */
+struct km_node;
+void kt_pads(const struct km_node *nd, const struct km_node *x, int64_t kh, int64_t kw, int64_t sh,
+             int64_t sw, int64_t dh, int64_t dw, int32_t p[4]);
 
 /* Writes the self-contained HTML report (report.c) to html from the per-epoch rows of the CSV
    log, atomically. */

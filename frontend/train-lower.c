@@ -121,8 +121,8 @@ static void same_pad(int64_t in, int64_t k, int64_t s, int64_t d, int32_t *lo, i
     *hi = (int32_t)(total - total / 2);
 }
 
-static void pads(const km_node *nd, const km_node *x, int64_t kh, int64_t kw, int64_t sh,
-                 int64_t sw, int64_t dh, int64_t dw, int32_t p[4]) {
+void kt_pads(const km_node *nd, const km_node *x, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
+             int64_t dh, int64_t dw, int32_t p[4]) {
     const km_attr_val *pv = attr(nd, "padding");
     if (pv && pv->e) {
         same_pad(x->shape[2], kh, sh, dh, &p[0], &p[1]);
@@ -140,7 +140,7 @@ static kiln_tensor *lower_conv(lower_ctx *c, const km_node *nd, const km_node *x
     kiln_conv2d_params p = {(int32_t)sv->i[0], (int32_t)sv->i[1], 0,         0, 0, 0,
                             (int32_t)dv->i[0], (int32_t)dv->i[1], (int32_t)g};
     int32_t pd[4];
-    pads(nd, xn, kh, kw, sv->i[0], sv->i[1], dv->i[0], dv->i[1], pd);
+    kt_pads(nd, xn, kh, kw, sv->i[0], sv->i[1], dv->i[0], dv->i[1], pd);
     p.pad_t = pd[0], p.pad_b = pd[1], p.pad_l = pd[2], p.pad_r = pd[3];
     int64_t ws[4] = {O, C / g, kh, kw}, bs[1] = {O};
     const char *init = attr(nd, "init")->text;
@@ -183,7 +183,7 @@ static kiln_tensor *lower_pool(lower_ctx *c, const km_node *nd, const km_node *x
                             attr(nd, "ceil")->e,
                             avg ? attr(nd, "count_include_pad")->e : 0};
     int32_t pd[4];
-    pads(nd, xn, kh, kw, sh, sw, 1, 1, pd);
+    kt_pads(nd, xn, kh, kw, sh, sw, 1, 1, pd);
     p.pad_t = pd[0], p.pad_b = pd[1], p.pad_l = pd[2], p.pad_r = pd[3];
     return op(c, nd, KILN_OP_POOL2D, &p, sizeof p, 1, &x, 4, nd->shape);
 }
@@ -536,6 +536,10 @@ kiln_status kt_augment_specs(struct kiln_trainer *t) {
                 append(spec, sizeof spec, "rotate:%g", attr(nd, "degrees")->f[0] / 360.0);
             } else if (!strcmp(ty, "random_translation")) {
                 append(spec, sizeof spec, "translate:%g", attr(nd, "fraction")->f[0]);
+            } else if (!strcmp(ty, "random_zoom")) {
+                return node_error(m, nd,
+                                  "the data pipeline has no zoom yet: give --augment without it "
+                                  "(e.g. --augment flip:h,rotate:0.1) or remove the zoom");
             } else if (!strcmp(ty, "random_brightness")) {
                 append(spec, sizeof spec, "jitter:%g:0:0", attr(nd, "delta")->f[0]);
             } else if (!strcmp(ty, "random_contrast")) {

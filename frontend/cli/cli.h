@@ -3,6 +3,8 @@
 #ifndef KILN_CLI_H
 #define KILN_CLI_H
 
+#include "kiln/status.h"
+
 int kiln_cmd_devices(int argc, char **argv);
 int kiln_cmd_bench(int argc, char **argv, const char *self);
 int kiln_cmd_data(int argc, char **argv);
@@ -11,9 +13,19 @@ int kiln_cmd_train(int argc, char **argv);
 int kiln_cmd_eval(int argc, char **argv);
 int kiln_cmd_tune(int argc, char **argv);
 int kiln_cmd_predict(int argc, char **argv);
+int kiln_cmd_lint(int argc, char **argv);
+
+/* eval/predict of a Keras model without a kiln checkpoint (or with Keras weights as the
+   checkpoint): prints why and returns 1 (a usage error: exit 2), else 0. */
+int kiln_cli_keras_weights_refused(const char *cmd, const char *model, const char *checkpoint);
+int kiln_cmd_export(int argc, char **argv);
 
 /* Shared flag parsers (0 on success): an integer in [lo, hi]; HxW or HxWxC (c = 0 when absent). */
 int kiln_cli_parse_int(const char *s, long long lo, long long hi, long long *out);
 int kiln_cli_parse_input(const char *s, int *h, int *w, int *c);
+/* The input size (HxWxC) and class count a checkpoint written by kiln train was trained for
+   (its metadata); values already nonzero (from --input, --classes) are kept. */
+kiln_status kiln_cli_checkpoint_shape(const char *path, int *height, int *width, int *channels,
+                                      int *classes);
 
 #endif

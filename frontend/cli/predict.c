@@ -18,7 +18,7 @@
 
 static void usage(FILE *f) {
     fprintf(f, "usage: kiln predict --model M --checkpoint CKPT [--top K] [--input HxW[xC]]\n"
-               "                    [--batch N] IMAGE...\n"
+               "                    [--batch N] [--json] IMAGE...\n"
                "\n"
                "Prints the top-K classes with their probabilities for each JPEG image, using a\n"
                "checkpoint written by kiln train (class names come from the checkpoint; older\n"
@@ -32,6 +32,10 @@ static void usage(FILE *f) {
                "  --top K            classes shown per image (default 5)\n"
                "  --input HxW[xC]    model input size (default: the checkpoint's)\n"
                "  --batch N          images per forward pass (default 32)\n"
+               "  --json             instead, a JSON object per image and line: image, shape\n"
+               "                     [H, W, C], pixels (the bytes the model read, HWC, after\n"
+               "                     the eval transform) and every class's probability to\n"
+               "                     float precision: the same input for an exported ONNX model\n"
                "\n"
                "environment: KILN_BACKEND, KILN_DEVICE (kiln devices --help)\n");
 }
@@ -66,7 +70,7 @@ static kiln_status read_file(const char *path, uint8_t **buf, size_t *n) {
 typedef struct predict_opts {
     const char *model, *checkpoint;
     long long top, batch;
-    int h, w, c;
+    int h, w, c, json;
     const char **images;
     int nimages;
 } predict_opts;
@@ -89,6 +93,10 @@ static int parse(int argc, char **argv, predict_opts *o) {
             usage(stdout);
             return 1;
         }
+        if (!strcmp(a, "--json")) {
+            o->json = 1;
+            continue;
+        }
         int known = !strcmp(a, "--model") || !strcmp(a, "--checkpoint") || !strcmp(a, "--top") ||
                     !strcmp(a, "--input") || !strcmp(a, "--batch");
         if (!known) return usage_error("unknown argument", a);
@@ -103,6 +111,7 @@ static int parse(int argc, char **argv, predict_opts *o) {
                                          : kiln_cli_parse_input(v, &o->h, &o->w, &o->c))
             return usage_error("bad value for", a);
     }
+    if (o->model && kiln_cli_keras_weights_refused("predict", o->model, o->checkpoint)) return 2;
     const char *missing = !o->model ? "--model" : !o->checkpoint ? "--checkpoint" : NULL;
     if (missing) return usage_error("missing required option", missing);
     if (!o->nimages) return usage_error("no image given", "IMAGE...");
@@ -123,8 +132,8 @@ static void predictor_free(predictor *p) {
     kiln_backend_free(p->be);
 }
 
-/* The class count and input size (HxWxC) the checkpoint was trained for; --input overrides. */
-static kiln_status ckpt_shape(const char *path, predict_opts *o, int *classes) {
+kiln_status kiln_cli_checkpoint_shape(const char *path, int *height, int *width, int *channels,
+                                      int *classes) {
     char *cls = NULL, *input = NULL;
     kiln_status st = kiln_checkpoint_metadata(path, "classes", &cls);
     if (!st) st = kiln_checkpoint_metadata(path, "input", &input);
@@ -138,16 +147,16 @@ static kiln_status ckpt_shape(const char *path, predict_opts *o, int *classes) {
     free(cls);
     free(input);
     if (st) return st;
-    *classes = (int)k;
-    if (!o->h) o->h = h, o->w = w;
-    if (!o->c) o->c = c;
+    if (!*classes) *classes = (int)k;
+    if (!*height) *height = h, *width = w;
+    if (!*channels) *channels = c;
     return KILN_OK;
 }
 
 static kiln_status setup(predict_opts *o, predictor *p) {
     memset(p, 0, sizeof *p);
     int classes = 0;
-    kiln_status st = ckpt_shape(o->checkpoint, o, &classes);
+    kiln_status st = kiln_cli_checkpoint_shape(o->checkpoint, &o->h, &o->w, &o->c, &classes);
     if (!st) st = kiln_backend_init_from_env(&p->be);
     if (!st) st = kiln_model_load(o->model, &p->model);
     int batch = o->nimages < o->batch ? o->nimages : (int)o->batch;
@@ -183,6 +192,34 @@ static void print_top(kiln_trainer_t t, const char *path, const float *probs, in
             printf("  %.4f  class %d\n", (double)probs[order[r]], order[r]);
     }
     free(order);
+}
+
+/* A JSON string: quotes, backslashes and control characters escaped, other bytes as given. */
+static void print_json_string(const char *s) {
+    putchar('"');
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\')
+            printf("\\%c", ch);
+        else if (ch < 0x20)
+            printf("\\u%04x", ch);
+        else
+            putchar(ch);
+    }
+    putchar('"');
+}
+
+/* --json: %.9g round-trips a float. */
+static void print_json(const char *path, const uint8_t *px, int h, int w, int c, const float *probs,
+                       int classes) {
+    printf("{\"image\": ");
+    print_json_string(path);
+    printf(", \"shape\": [%d, %d, %d], \"pixels\": [", h, w, c);
+    size_t n = (size_t)h * (size_t)w * (size_t)c;
+    for (size_t k = 0; k < n; k++) printf(k ? ",%u" : "%u", (unsigned)px[k]);
+    printf("], \"probabilities\": [");
+    for (int k = 0; k < classes; k++) printf(k ? ", %.9g" : "%.9g", (double)probs[k]);
+    printf("]}\n");
 }
 
 int kiln_cmd_predict(int argc, char **argv) {
@@ -229,8 +266,13 @@ int kiln_cmd_predict(int argc, char **argv) {
             fprintf(stderr, "kiln predict: %s\n", kiln_last_error());
             rc = 1;
         }
-        for (int i = 0; i < n && !rc; i++)
-            print_top(p.tr, names[i], probs + (size_t)classes * (size_t)i, classes, (int)o.top);
+        for (int i = 0; i < n && !rc; i++) {
+            const float *pi = probs + (size_t)classes * (size_t)i;
+            if (o.json)
+                print_json(names[i], images + per * (size_t)i, h, w, c, pi, classes);
+            else
+                print_top(p.tr, names[i], pi, classes, (int)o.top);
+        }
     }
     if (!rc && failed)
         fprintf(stderr, "kiln predict: %d of %d image(s) could not be read\n", failed, o.nimages);

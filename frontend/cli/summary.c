@@ -18,6 +18,7 @@ static void usage(FILE *f) {
             "totals: parameters, forward FLOPs per image and activation memory per batch.\n"
             "\n"
             "  --model NAME|FILE  a zoo model or a model file (format: frontend/MODEL-FORMAT.md)\n"
+            "                     or a Keras model.keras / the .json of model.to_json()\n"
             "  --input HxWxC      input size, e.g. 28x28x1 (default: the model's var lines)\n"
             "  --classes N        number of classes (default: the model's var line)\n"
             "  --batch N          batch size for the activation memory (default 32)\n"

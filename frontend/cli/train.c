@@ -20,7 +20,8 @@ static void train_usage(FILE *f) {
                "shards), validating after every epoch, with checkpoints, a CSV log and an HTML\n"
                "report (report.html: loss/accuracy plots, model, device, timing) in --out.\n"
                "\n"
-               "  --model NAME|FILE     a zoo model or a model file (frontend/MODEL-FORMAT.md)\n"
+               "  --model NAME|FILE     a zoo model, a model file (frontend/MODEL-FORMAT.md) or a\n"
+               "                        Keras model.keras / model.to_json() .json\n"
                "  --data SRC            training data (e.g. .../train-images-idx3-ubyte.gz)\n"
                "  --val SRC             validation/test data, evaluated after every epoch\n"
                "  --val-split F         hold out fraction F of --data instead (seeded, stable)\n"
@@ -225,6 +226,8 @@ static int parse_args(const char *cmd, int argc, char **argv, cli_opts *o) {
         i++;
     }
     const char *missing = !o->model ? "--model" : !o->data ? "--data" : NULL;
+    if (!missing && !train && kiln_cli_keras_weights_refused(cmd, o->model, o->checkpoint))
+        return 2;
     if (!missing && !train && !o->checkpoint) missing = "--checkpoint";
     if (missing) {
         fprintf(stderr, "kiln %s: %s is required\n\n", cmd, missing);

@@ -60,7 +60,9 @@ kiln_status kiln_model_add_simple(kiln_model_t m, const char *name, const char *
 /* ---- loading ---- */
 kiln_status kiln_model_parse_string(const char *text, const char *file, kiln_model_t *out);
 kiln_status kiln_model_parse_file(const char *path, kiln_model_t *out);
-/* A zoo model by name ("vgg16-narrow", with or without ".kiln"), else a file path. */
+/* A zoo model by name ("vgg16-narrow", with or without ".kiln"), else a file path: a model
+   file, or a Keras model (a .keras archive, or the .json of model.to_json()) mapped onto kiln
+   nodes with the Keras layer names (MODEL-FORMAT.md, "Keras models"). */
 kiln_status kiln_model_load(const char *name_or_path, kiln_model_t *out);
 /* The zoo: names without ".kiln", NULL past the end (valid until the next call on this
    thread). */
