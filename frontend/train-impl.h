@@ -72,6 +72,12 @@ struct km_node;
 void kt_pads(const struct km_node *nd, const struct km_node *x, int64_t kh, int64_t kw, int64_t sh,
              int64_t sw, int64_t dh, int64_t dw, int32_t p[4]);
 
+/* 1 when path names Keras weights (a .keras archive or a .h5 weights file). */
+int kt_is_keras_weights(const char *path);
+/* Loads the weights of a Keras model (frontend/keras-weights.c) into t's parameters and
+   running statistics; errors name the file, the layer and both shapes. */
+kiln_status kt_load_keras_weights(struct kiln_trainer *t, const char *path);
+
 /* Writes the self-contained HTML report (report.c) to html from the per-epoch rows of the CSV
    log, atomically. */
 kiln_status kt_write_report(struct kiln_trainer *t, const char *csv, const char *html);

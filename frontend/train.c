@@ -566,6 +566,14 @@ static kiln_status meta_int(const char *path, const char *key, int64_t *out) {
 }
 
 kiln_status kiln_trainer_load(kiln_trainer_t t, const char *path, int weights_only) {
+    if (kt_is_keras_weights(path)) {
+        if (!weights_only)
+            return kiln_error(KILN_INVALID_ARGUMENT,
+                              "%s: Keras weights hold no optimizer state or position: resume from "
+                              "a checkpoint written by kiln train",
+                              path);
+        return kt_load_keras_weights(t, path);
+    }
     char *fmt = NULL, *opt = NULL;
     kiln_status st = kiln_checkpoint_metadata(path, "format", &fmt);
     if (!st && (!fmt || strcmp(fmt, FORMAT)))

@@ -15,9 +15,12 @@ int kiln_cmd_tune(int argc, char **argv);
 int kiln_cmd_predict(int argc, char **argv);
 int kiln_cmd_lint(int argc, char **argv);
 
-/* eval/predict of a Keras model without a kiln checkpoint (or with Keras weights as the
-   checkpoint): prints why and returns 1 (a usage error: exit 2), else 0. */
+/* eval/predict of a Keras model.to_json() graph without a checkpoint: prints why and returns 1
+   (a usage error: exit 2), else 0. */
 int kiln_cli_keras_weights_refused(const char *cmd, const char *model, const char *checkpoint);
+/* The checkpoint eval/predict use: the one given, else a .keras model's own weights (NULL when
+   neither). */
+const char *kiln_cli_default_checkpoint(const char *model, const char *checkpoint);
 int kiln_cmd_export(int argc, char **argv);
 
 /* Shared flag parsers (0 on success): an integer in [lo, hi]; HxW or HxWxC (c = 0 when absent). */

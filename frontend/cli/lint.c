@@ -29,17 +29,23 @@ static int is_keras(const char *path) {
 }
 
 int kiln_cli_keras_weights_refused(const char *cmd, const char *model, const char *checkpoint) {
-    size_t n = checkpoint ? strlen(checkpoint) : 0;
-    int keras_ckpt = checkpoint && ((n > 6 && !strcmp(checkpoint + n - 6, ".keras")) ||
-                                    (n > 3 && !strcmp(checkpoint + n - 3, ".h5")));
-    if (!keras_ckpt && (checkpoint || !model || !is_keras(model))) return 0;
+    size_t n = strlen(model);
+    /* A .keras archive holds its weights: it is its own checkpoint. The .json of
+       model.to_json() has none. */
+    if (checkpoint || !(n > 5 && !strcmp(model + n - 5, ".json"))) return 0;
     fprintf(stderr,
-            "kiln %s: %s is a Keras model: kiln reads its graph but not its weights "
-            "(model.weights.h5) yet, so %s needs a checkpoint written by kiln train: train it "
-            "with 'kiln train --model %s --data ...' and pass --checkpoint "
-            "runs/.../best.safetensors\n",
-            cmd, keras_ckpt ? checkpoint : model, cmd, model ? model : "MODEL");
+            "kiln %s: %s is a Keras graph without weights, so %s needs a checkpoint: the .keras "
+            "file of model.save() (--checkpoint model.keras), a .weights.h5 of "
+            "model.save_weights(), or one written by 'kiln train --model %s --data ...' "
+            "(--checkpoint runs/.../best.safetensors)\n",
+            cmd, model, cmd, model);
     return 1;
+}
+
+const char *kiln_cli_default_checkpoint(const char *model, const char *checkpoint) {
+    size_t n = model ? strlen(model) : 0;
+    if (checkpoint || !(n > 6 && !strcmp(model + n - 6, ".keras"))) return checkpoint;
+    return model;
 }
 
 /* 1 on an error (or a warning under strict), 0 when clean. */

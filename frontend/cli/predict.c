@@ -12,6 +12,7 @@
 #include "kiln/kiln.h"
 #include "kiln/model.h"
 #include "kiln/train.h"
+#include "train-impl.h"
 
 /* The data pipeline's default limit against hostile files. */
 #define MAX_FILE_BYTES ((long)64 << 20)
@@ -28,7 +29,9 @@ static void usage(FILE *f) {
                "named on stderr, the others are still predicted, and the exit code is 1.\n"
                "\n"
                "  --model NAME|FILE  the model the checkpoint was trained with\n"
-               "  --checkpoint CKPT  e.g. runs/vgg16-narrow/best.safetensors\n"
+               "  --checkpoint CKPT  e.g. runs/vgg16-narrow/best.safetensors, or a Keras\n"
+               "                     model.keras / .weights.h5 (default for a --model\n"
+               "                     model.keras: its own weights)\n"
                "  --top K            classes shown per image (default 5)\n"
                "  --input HxW[xC]    model input size (default: the checkpoint's)\n"
                "  --batch N          images per forward pass (default 32)\n"
@@ -112,6 +115,7 @@ static int parse(int argc, char **argv, predict_opts *o) {
             return usage_error("bad value for", a);
     }
     if (o->model && kiln_cli_keras_weights_refused("predict", o->model, o->checkpoint)) return 2;
+    if (o->model) o->checkpoint = kiln_cli_default_checkpoint(o->model, o->checkpoint);
     const char *missing = !o->model ? "--model" : !o->checkpoint ? "--checkpoint" : NULL;
     if (missing) return usage_error("missing required option", missing);
     if (!o->nimages) return usage_error("no image given", "IMAGE...");
@@ -155,8 +159,10 @@ kiln_status kiln_cli_checkpoint_shape(const char *path, int *height, int *width,
 
 static kiln_status setup(predict_opts *o, predictor *p) {
     memset(p, 0, sizeof *p);
-    int classes = 0;
-    kiln_status st = kiln_cli_checkpoint_shape(o->checkpoint, &o->h, &o->w, &o->c, &classes);
+    int classes = 0, keras = kt_is_keras_weights(o->checkpoint);
+    /* Keras weights: the input size and classes are the model's own. */
+    kiln_status st =
+        keras ? KILN_OK : kiln_cli_checkpoint_shape(o->checkpoint, &o->h, &o->w, &o->c, &classes);
     if (!st) st = kiln_backend_init_from_env(&p->be);
     if (!st) st = kiln_model_load(o->model, &p->model);
     int batch = o->nimages < o->batch ? o->nimages : (int)o->batch;
@@ -165,7 +171,7 @@ static kiln_status setup(predict_opts *o, predictor *p) {
     kiln_train_options to;
     kiln_train_options_init(&to);
     to.batch = batch;
-    if (!st) st = kiln_checkpoint_metadata(o->checkpoint, "augment", &p->augment);
+    if (!st && !keras) st = kiln_checkpoint_metadata(o->checkpoint, "augment", &p->augment);
     /* The spec the trainer used, so the eval transform is the one validation saw. */
     to.augment = p->augment;
     if (!st) st = kiln_trainer_create(p->model, p->be, &to, &p->tr);

@@ -12,6 +12,7 @@
 #include "kiln/kiln.h"
 #include "kiln/model.h"
 #include "kiln/train.h"
+#include "train-impl.h"
 
 static void train_usage(FILE *f) {
     fprintf(f, "usage: kiln train --model M --data SRC [options]\n"
@@ -58,7 +59,9 @@ static void eval_usage(FILE *f) {
             "usage: kiln eval --model M --data SRC --checkpoint F [--batch N] [--input HxW[xC]]\n"
             "                 [--workers N]\n"
             "\n"
-            "Prints the loss and top-1/top-5 accuracy of a checkpoint on a dataset.\n");
+            "Prints the loss and top-1/top-5 accuracy of a checkpoint on a dataset. The\n"
+            "checkpoint may be a Keras model.keras or .weights.h5 (default for a --model\n"
+            "model.keras: its own weights).\n");
 }
 
 typedef struct cli_opts {
@@ -228,6 +231,7 @@ static int parse_args(const char *cmd, int argc, char **argv, cli_opts *o) {
     const char *missing = !o->model ? "--model" : !o->data ? "--data" : NULL;
     if (!missing && !train && kiln_cli_keras_weights_refused(cmd, o->model, o->checkpoint))
         return 2;
+    if (!missing && !train) o->checkpoint = kiln_cli_default_checkpoint(o->model, o->checkpoint);
     if (!missing && !train && !o->checkpoint) missing = "--checkpoint";
     if (missing) {
         fprintf(stderr, "kiln %s: %s is required\n\n", cmd, missing);
@@ -362,9 +366,14 @@ static int setup(const char *cmd, cli_opts *o, session *s) {
     if (o->val_split > 0 && open_data(o->data, KILN_SPLIT_VAL, o->val_split, seed, &s->val))
         return fail(cmd, s);
     if (o->val && open_data(o->val, KILN_SPLIT_ALL, 0, seed, &s->val)) return fail(cmd, s);
+    /* Evaluating Keras weights: the classes are the model's (its last Dense), which the
+       evaluation checks the labels against; a test set may not hold every class. */
+    int classes = strcmp(cmd, "eval") || !o->checkpoint || !kt_is_keras_weights(o->checkpoint)
+                      ? kiln_dataset_num_classes(s->train)
+                      : 0;
     kiln_model_config cfg = {o->input_h, o->input_w,
-                             o->input_c ? o->input_c : kiln_dataset_channels(s->train),
-                             kiln_dataset_num_classes(s->train), o->t.batch};
+                             o->input_c ? o->input_c : kiln_dataset_channels(s->train), classes,
+                             o->t.batch};
     if (kiln_model_finalize(s->model, &cfg)) return fail(cmd, s);
     for (int i = 0; i < kiln_model_warning_count(s->model); i++)
         fprintf(stderr, "warning: %s\n", kiln_model_warning(s->model, i));

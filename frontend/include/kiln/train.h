@@ -164,7 +164,10 @@ kiln_status kiln_trainer_evaluate(kiln_trainer_t t, kiln_dataset_t ds, kiln_eval
 /* Writes parameters, running statistics, optimizer state and position, atomically. */
 kiln_status kiln_trainer_save(kiln_trainer_t t, const char *path);
 /* Restores a checkpoint written by kiln_trainer_save for the same model; with
-   weights_only the optimizer state and position are left alone (for eval). */
+   weights_only the optimizer state and position are left alone (for eval). With weights_only,
+   path may also be the Keras model the trainer's model was read from (a .keras archive, its
+   model.weights.h5 read with libhdf5) or a Keras .weights.h5 file: its weights are converted to
+   kiln's layouts (frontend/MODEL-FORMAT.md, "Keras models"). */
 kiln_status kiln_trainer_load(kiln_trainer_t t, const char *path, int weights_only);
 
 /* The augmentation spec the trainer uses for training and for evaluation (the eval transform:
