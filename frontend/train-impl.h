@@ -36,6 +36,24 @@ typedef struct kt_graph {
     kiln_tensor *first_in; /* what the first conv/dense reads (input statistics) */
 } kt_graph;
 
+/* Data parallelism's state (train-dist.c); inactive (world 1) when training alone. */
+typedef struct kt_dist {
+    kiln_dist_t d;
+    int world, rank;
+    int synced;   /* parameters, state and position are rank 0's */
+    int64_t n;    /* floats in the flat gradient buffer */
+    float *host;  /* staging for the all-reduce, the flat buffer's layout */
+    int nbuckets; /* bucket b: elements [lo[b], hi[b]), parameters completing in backward order */
+    int64_t *lo, *hi;
+    int *bucket_of; /* per parameter */
+    int *left;      /* per bucket: parameters whose gradient is still to come this step */
+    int *queue;     /* buckets read back, their all-reduce not yet started */
+    kiln_event_t *ev;
+    int nqueued, started;
+    double t_first; /* this step's first all-reduce start */
+    kiln_trainer_dist_stats stats;
+} kt_dist;
+
 struct kiln_trainer {
     kiln_train_options o;
     kiln_model_t model;
@@ -57,7 +75,19 @@ struct kiln_trainer {
     /* position: the next step is (epoch, step) */
     int64_t epoch, step, global_step, adam_t;
     double best_val_acc;
+    kt_dist dist;
 };
+
+/* Data parallelism (train-dist.c). kt_dist_setup sizes the buckets (no-op alone). */
+kiln_status kt_dist_setup(struct kiln_trainer *t);
+void kt_dist_free(struct kiln_trainer *t);
+/* Makes parameters, optimizer state, running statistics and position rank 0's (once after
+   creation or a load). */
+kiln_status kt_dist_sync(struct kiln_trainer *t);
+/* Backward with the bucketed all-reduce: the gradient buffer holds the ranks' sum afterwards,
+   and kt_dist_grad_scale (1 / ranks) makes it their mean wherever gradients are used. */
+kiln_status kt_dist_backward(struct kiln_trainer *t);
+float kt_dist_grad_scale(const struct kiln_trainer *t);
 
 /* Builds and allocates both graphs, fills t->params / t->bns. */
 kiln_status kt_lower(struct kiln_trainer *t);

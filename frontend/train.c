@@ -44,6 +44,7 @@ static void notify(struct kiln_trainer *t, kiln_progress_event ev, const char *f
 static void notify(struct kiln_trainer *t, kiln_progress_event ev, const char *fmt, ...) {
     char buf[2048];
     va_list ap;
+    if (kiln_dist_rank(t->o.dist)) return; /* rank 0 speaks for the job */
     va_start(ap, fmt);
     vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
@@ -99,7 +100,13 @@ kiln_status kiln_trainer_create(kiln_model_t m, kiln_backend_t be, const kiln_tr
         return kiln_error(KILN_INVALID_ARGUMENT,
                           "trainer: batch %d, epochs %d, lr %g, label smoothing %g out of range",
                           o->batch, o->epochs, (double)o->lr, (double)o->label_smoothing);
-    kiln_model_config cfg = {tot.input_h, tot.input_w, tot.input_c, tot.classes, o->batch};
+    int world = kiln_dist_size(o->dist);
+    if (o->batch % world)
+        return kiln_error(KILN_INVALID_ARGUMENT,
+                          "trainer: --batch %d (the global batch) does not split evenly over %d "
+                          "ranks",
+                          o->batch, world);
+    kiln_model_config cfg = {tot.input_h, tot.input_w, tot.input_c, tot.classes, o->batch / world};
     if ((st = kiln_model_finalize(m, &cfg))) return st;
     struct kiln_trainer *t = calloc(1, sizeof *t);
     if (!t) return oom();
@@ -112,11 +119,12 @@ kiln_status kiln_trainer_create(kiln_model_t m, kiln_backend_t be, const kiln_tr
     if (t->o.chance_steps == 0) t->o.chance_steps = 200;
     t->model = m;
     t->be = be;
-    t->batch = o->batch;
+    t->batch = o->batch / world; /* this rank's share of every step */
     t->classes = tot.classes;
     t->best_val_acc = -1;
     if (!(st = kt_augment_specs(t)) && !(st = kt_lower(t)) && !(st = kt_init_params(t)))
         st = alloc_state(t);
+    if (!st) st = kt_dist_setup(t);
     if (st) {
         kiln_trainer_free(t);
         return st;
@@ -133,6 +141,7 @@ void kiln_trainer_free(kiln_trainer_t t) {
     if (t->opt_b.buffer) kiln_tensor_release(&t->opt_b);
     if (t->grad_sq.buffer) kiln_tensor_release(&t->grad_sq);
     if (t->norms.buffer) kiln_tensor_release(&t->norms);
+    kt_dist_free(t);
     free(t->class_names);
     free(t->class_list);
     free(t->params);
@@ -223,6 +232,8 @@ static kiln_status make_loader(struct kiln_trainer *t, kiln_dataset_t ds, int tr
     lo.seed = t->o.seed;
     lo.shuffle = training;
     lo.drop_last = training;
+    lo.rank = kiln_dist_rank(t->o.dist);
+    lo.world_size = kiln_dist_size(t->o.dist);
     kiln_status st = KILN_OK;
     if (strcmp(kiln_dataset_kind(ds), "idx") && !fixes_size(spec)) {
         if ((st = stretched_spec(t, spec, fixed, sizeof fixed))) return st;
@@ -315,6 +326,10 @@ kiln_status kiln_trainer_evaluate(kiln_trainer_t t, kiln_dataset_t ds, kiln_eval
     free(pl);
     free(h);
     if (st) return st;
+    /* Each rank evaluated its shard: the sums over every rank. */
+    double sums[4] = {loss, top1, top5, (double)r->samples};
+    if ((st = kiln_dist_sum(t->o.dist, sums, 4))) return st;
+    loss = sums[0], top1 = sums[1], top5 = sums[2], r->samples = (int64_t)sums[3];
     double n = r->samples ? (double)r->samples : 1;
     r->loss = loss / n;
     r->acc = top1 / n;
@@ -566,6 +581,7 @@ static kiln_status meta_int(const char *path, const char *key, int64_t *out) {
 }
 
 kiln_status kiln_trainer_load(kiln_trainer_t t, const char *path, int weights_only) {
+    t->dist.synced = 0; /* ranks take rank 0's copy again before the next step */
     if (kt_is_keras_weights(path)) {
         if (!weights_only)
             return kiln_error(KILN_INVALID_ARGUMENT,
@@ -637,17 +653,18 @@ static kiln_status apply_update(struct kiln_trainer *t, double lr) {
     kiln_status st = KILN_OK;
     const kiln_train_options *o = &t->o;
     if (o->optimizer != KILN_OPTIM_SGD) t->adam_t++;
+    float gs = kt_dist_grad_scale(t); /* data parallel: the buffer holds the ranks' sum */
     for (int k = 0; k < t->nparams && !st; k++) {
         kt_param *p = &t->params[k];
         kiln_tensor *g = kiln_graph_grad(t->tg.g, p->train);
         float wd = p->decay ? o->weight_decay : 0.0f;
         if (o->optimizer == KILN_OPTIM_SGD) {
-            kiln_sgd_params sp = {(float)lr, o->momentum, wd, 1.0f, o->nesterov};
+            kiln_sgd_params sp = {(float)lr, o->momentum, wd, gs, o->nesterov};
             st = kiln_sgd_update(t->be, &sp, p->train, g, &p->velocity);
         } else {
             kiln_adam_params ap = {
                 (float)lr, o->beta1, o->beta2,           o->eps,
-                wd,        1.0f,     (int32_t)t->adam_t, o->optimizer == KILN_OPTIM_ADAMW};
+                wd,        gs,       (int32_t)t->adam_t, o->optimizer == KILN_OPTIM_ADAMW};
             st = kiln_adam_update(t->be, &ap, p->train, g, &p->m, &p->v);
         }
     }
@@ -721,12 +738,13 @@ typedef struct fit_ctx {
     struct kiln_trainer *t;
     kiln_loader_t ld;
     float *hbuf;
-    char last[4200], best[4200], csv[4200], html[4200], norms_csv[4200];
+    char last[4200], best[4200], csv[4200], html[4200], norms_csv[4200], steps_csv[4200];
     char nan_where[160]; /* the parameter whose gradient went non-finite first */
     int64_t steps;
     double recent[CHANCE_AVG];
     int64_t fit_steps; /* steps done by this fit call */
     int at_chance;     /* the last chance-level check found the loss there (warned once) */
+    int stop_all;      /* data parallel: a rank was interrupted during the latest step */
 } fit_ctx;
 
 /* ---- gradient norms ---- */
@@ -749,7 +767,8 @@ static kiln_status param_sums(struct kiln_trainer *t, double *g2, double *w2) {
     float *h = malloc(sizeof *h * (size_t)n);
     if (!h) return oom();
     if (!st) st = kiln_tensor_get(&t->norms, h, sizeof *h * (size_t)n);
-    for (int k = 0; k < P && !st; k++) g2[k] = h[k], w2[k] = h[P + k];
+    double gs = kt_dist_grad_scale(t);
+    for (int k = 0; k < P && !st; k++) g2[k] = h[k] * gs * gs, w2[k] = h[P + k];
     free(h);
     return st;
 }
@@ -820,21 +839,48 @@ static kiln_status train_step(fit_ctx *c, const kiln_batch *b, double lr, double
     struct kiln_trainer *t = c->t;
     kt_graph *kg = &t->tg;
     c->nan_where[0] = '\0';
-    kiln_status st = upload(kg, b, NULL, NULL);
+    kiln_status st = kt_dist_sync(t);
+    if (!st) st = upload(kg, b, NULL, NULL);
     kiln_graph_set_step(kg->g, (uint64_t)t->global_step);
     if (!st) st = kiln_graph_forward(kg->g);
     if (!st) st = kiln_tensor_get(kg->loss, c->hbuf, sizeof(float) * (size_t)t->batch);
     if (st) return st;
     *ok = finite_sum(c->hbuf, t->batch, loss);
-    *loss /= t->batch;
+    *acc = 0;
+    if (*ok && (st = kiln_tensor_get(kg->top1, c->hbuf, sizeof(float) * (size_t)t->batch)))
+        return st;
+    if (*ok) finite_sum(c->hbuf, t->batch, acc);
+    int W = t->dist.world;
+    if (W > 1) {
+        /* Every rank learns every rank's loss, accuracy, health and interrupt: they all take
+           the same decision (skip, stop, go on) and rank 0 reports the whole step. */
+        double mine[4] = {*ok ? *loss : 0, *acc, *ok, t->o.interrupt && *t->o.interrupt};
+        double *all = malloc(sizeof *all * 4 * (size_t)W);
+        if (!all) return oom();
+        st = kiln_dist_gather(t->o.dist, mine, 4, all);
+        int bad = -1;
+        *loss = *acc = 0;
+        c->stop_all = 0;
+        for (int r = 0; r < W && !st; r++) {
+            *loss += all[4 * r], *acc += all[4 * r + 1];
+            if (!all[4 * r + 2] && bad < 0) bad = r;
+            if (all[4 * r + 3]) c->stop_all = 1;
+        }
+        free(all);
+        if (st) return st;
+        *ok = bad < 0;
+        if (!*ok) {
+            *loss = NAN;
+            snprintf(c->nan_where, sizeof c->nan_where, " on rank %d", bad);
+        }
+    }
+    *loss /= (double)t->batch * W;
+    *acc /= (double)t->batch * W;
     if (!*ok) return KILN_OK;
-    if ((st = kiln_tensor_get(kg->top1, c->hbuf, sizeof(float) * (size_t)t->batch))) return st;
-    finite_sum(c->hbuf, t->batch, acc);
-    *acc /= t->batch;
     if (c->fit_steps == 0) input_stats(t);
     /* Before backward: the batch statistics come from a finite forward pass. */
     if ((st = update_running(t))) return st;
-    if ((st = kiln_graph_backward_run(kg->g))) return st;
+    if ((st = kt_dist_backward(t))) return st;
     /* One reduction over all gradients: catches NaN/Inf anywhere before it reaches a weight. */
     float g2 = 0;
     st = kiln_sum_squares(t->be, kiln_graph_grads_flat(kg->g), &t->grad_sq);
@@ -887,6 +933,18 @@ static void csv_row(fit_ctx *c, int64_t epoch, double lr, double loss, double ac
     fclose(f);
 }
 
+/* steps.csv: the step just done (the loss and accuracy over every rank's samples). */
+static void step_row(fit_ctx *c, double lr, double loss, double acc) {
+    struct stat sb;
+    int fresh = stat(c->steps_csv, &sb) != 0;
+    FILE *f = fopen(c->steps_csv, "a");
+    if (!f) return;
+    if (fresh) fprintf(f, "global_step,epoch,step,lr,loss,acc\n");
+    fprintf(f, "%lld,%lld,%lld,%.9g,%.9g,%.9g\n", (long long)c->t->global_step,
+            (long long)c->t->epoch + 1, (long long)c->t->step, lr, loss, acc);
+    fclose(f);
+}
+
 /* A report that cannot be written is worth a warning, not the training run. */
 static void report(fit_ctx *c) {
     if (c->html[0] && kt_write_report(c->t, c->csv, c->html))
@@ -900,7 +958,8 @@ kiln_status kiln_trainer_fit(kiln_trainer_t t, kiln_dataset_t train, kiln_datase
     memset(&c, 0, sizeof c);
     c.t = t;
     kiln_status st;
-    if (t->o.out_dir) {
+    int W = t->dist.world;
+    if (t->o.out_dir && !t->dist.rank) {
         if ((st = mkdirs(t->o.out_dir))) return st;
         snprintf(c.last, sizeof c.last, "%s/last.safetensors", t->o.out_dir);
         snprintf(c.best, sizeof c.best, "%s/best.safetensors", t->o.out_dir);
@@ -908,6 +967,8 @@ kiln_status kiln_trainer_fit(kiln_trainer_t t, kiln_dataset_t train, kiln_datase
         snprintf(c.html, sizeof c.html, "%s/report.html", t->o.out_dir);
         if (t->o.log_grad_norms > 0)
             snprintf(c.norms_csv, sizeof c.norms_csv, "%s/grad-norms.csv", t->o.out_dir);
+        if (t->o.log_steps > 0)
+            snprintf(c.steps_csv, sizeof c.steps_csv, "%s/steps.csv", t->o.out_dir);
     }
     if ((st = check_classes(t, train, "training")) ||
         (val && (st = check_classes(t, val, "validation"))))
@@ -932,7 +993,7 @@ kiln_status kiln_trainer_fit(kiln_trainer_t t, kiln_dataset_t train, kiln_datase
                 r->stop = KILN_FIT_MAX_STEPS;
                 break;
             }
-            if (t->o.interrupt && *t->o.interrupt) {
+            if (W > 1 ? c.stop_all : t->o.interrupt && *t->o.interrupt) {
                 r->stop = KILN_FIT_INTERRUPTED;
                 break;
             }
@@ -960,7 +1021,8 @@ kiln_status kiln_trainer_fit(kiln_trainer_t t, kiln_dataset_t train, kiln_datase
                 sum_loss += loss, sum_acc += acc, done++;
                 c.recent[c.fit_steps % CHANCE_AVG] = loss;
             }
-            t->step++, t->global_step++, c.fit_steps++, fit_images += t->batch;
+            t->step++, t->global_step++, c.fit_steps++, fit_images += (int64_t)t->batch * W;
+            if (c.steps_csv[0] && t->global_step % t->o.log_steps == 0) step_row(&c, lr, loss, acc);
             /* Every chance_steps steps: a net that never learned, and one that learned and
                then collapsed (a learning rate too high), both end at chance level. One
                diagnostic per stretch at chance. */
@@ -996,7 +1058,7 @@ kiln_status kiln_trainer_fit(kiln_trainer_t t, kiln_dataset_t train, kiln_datase
                                          0,
                                          0,
                                          NULL};
-                p.img_per_s = el > 0 ? (double)(done * t->batch) / el : 0;
+                p.img_per_s = el > 0 ? (double)(done * t->batch * W) / el : 0;
                 p.data_wait = run > 0 ? (ls1.wait_seconds - ls0.wait_seconds) / run : 0;
                 p.eta_s = done ? el / (double)done * (double)(c.steps - t->step) : 0;
                 t->o.progress(t->o.user, &p);
@@ -1008,7 +1070,7 @@ kiln_status kiln_trainer_fit(kiln_trainer_t t, kiln_dataset_t train, kiln_datase
         kiln_loader_get_stats(c.ld, &ls1);
         double run = ls1.run_seconds - ls0.run_seconds;
         double wait = run > 0 ? (ls1.wait_seconds - ls0.wait_seconds) / run : 0;
-        double ips = secs > 0 ? (double)(done * t->batch) / secs : 0;
+        double ips = secs > 0 ? (double)(done * t->batch * W) / secs : 0;
         kiln_eval_result v;
         memset(&v, 0, sizeof v);
         if (val && (st = kiln_trainer_evaluate(t, val, &v))) break;

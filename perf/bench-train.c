@@ -25,6 +25,12 @@ void kiln_bench_step_free(kiln_bench_step *s) {
 
 kiln_status kiln_bench_step_init(kiln_backend_t be, const char *model, const kiln_model_config *cfg,
                                  kiln_bench_step *s) {
+    return kiln_bench_step_init_dist(be, model, cfg, NULL, 0, s);
+}
+
+kiln_status kiln_bench_step_init_dist(kiln_backend_t be, const char *model,
+                                      const kiln_model_config *cfg, kiln_dist_t dist,
+                                      double bucket_mb, kiln_bench_step *s) {
     memset(s, 0, sizeof *s);
     kiln_status st = kiln_model_load(model, &s->model);
     kiln_model_totals tot;
@@ -32,12 +38,14 @@ kiln_status kiln_bench_step_init(kiln_backend_t be, const char *model, const kil
     if (!st) st = kiln_model_get_totals(s->model, &tot);
     if (st) return st;
     s->flops = (double)tot.flops;
-    s->batch = cfg->batch > 0 ? cfg->batch : 1;
     kiln_train_options o;
     kiln_train_options_init(&o);
-    o.batch = s->batch;
+    o.batch = cfg->batch > 0 ? cfg->batch : 1;
     o.augment = "none";
     o.chance_steps = -1;
+    o.dist = dist;
+    o.allreduce_bucket_mb = bucket_mb;
+    s->batch = o.batch / kiln_dist_size(dist); /* this rank's share */
     if ((st = kiln_trainer_create(s->model, be, &o, &s->tr))) return st;
     size_t px = (size_t)s->batch * (size_t)tot.input_h * (size_t)tot.input_w * (size_t)tot.input_c;
     float *u = malloc(px * sizeof *u);

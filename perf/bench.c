@@ -21,11 +21,13 @@ int kiln_cmd_bench(int argc, char **argv, const char *self) {
     if (!strcmp(argv[1], "gemm")) return kiln_bench_gemm(argc - 1, argv + 1, self);
     if (!strcmp(argv[1], "conv")) return kiln_bench_conv(argc - 1, argv + 1, self);
     if (!strcmp(argv[1], "peak")) return kiln_bench_peak_cmd(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "scale")) return kiln_bench_scale(argc - 1, argv + 1);
     if (!strcmp(argv[1], "cache-probe")) return kiln_bench_cache_probe();
     if (!strcmp(argv[1], "first-step")) return kiln_bench_first_step(argc - 1, argv + 1);
-    fprintf(stderr,
-            "kiln bench: unknown benchmark '%s' (available: all, gemm, conv, peak; kiln bench "
-            "--help)\n",
-            argv[1]);
+    fprintf(
+        stderr,
+        "kiln bench: unknown benchmark '%s' (available: all, gemm, conv, peak, scale; kiln bench "
+        "--help)\n",
+        argv[1]);
     return 2;
 }

@@ -11,6 +11,8 @@ int kiln_bench_gemm(int argc, char **argv, const char *self);
 int kiln_bench_cache_probe(void);
 int kiln_bench_conv(int argc, char **argv, const char *self);
 int kiln_bench_peak_cmd(int argc, char **argv);
+/* `mpirun -np N kiln bench scale`: the training step's images/s at 1..N ranks. */
+int kiln_bench_scale(int argc, char **argv);
 /* `kiln bench` / `kiln bench all`: the whole suite on every device and backend. */
 int kiln_bench_suite(int argc, char **argv, const char *self);
 /* `kiln bench --compare OLD.json NEW.json [--threshold F]`: the regression gate. */
@@ -86,6 +88,11 @@ typedef struct kiln_bench_step {
 } kiln_bench_step;
 kiln_status kiln_bench_step_init(kiln_backend_t be, const char *model, const kiln_model_config *cfg,
                                  kiln_bench_step *s);
+/* The same as one rank of a data-parallel job: cfg->batch is the global batch, the synthetic
+   batch this rank's share of it; bucket_mb as kiln_train_options.allreduce_bucket_mb. */
+kiln_status kiln_bench_step_init_dist(kiln_backend_t be, const char *model,
+                                      const kiln_model_config *cfg, kiln_dist_t dist,
+                                      double bucket_mb, kiln_bench_step *s);
 /* One training step (forward, backward, update with learning rate lr). */
 kiln_status kiln_bench_step_run(kiln_bench_step *s, double lr);
 void kiln_bench_step_free(kiln_bench_step *s);

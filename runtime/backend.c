@@ -172,18 +172,42 @@ static kiln_status match_device(const char *spec, const kiln_device_info *devs, 
 }
 
 /* Without KILN_DEVICE: a GPU, then an accelerator, then a CPU device. Oclgrind is a
-   simulator, picked only when it is the only platform (as under `oclgrind kiln ...`). */
-static int default_device(const kiln_device_info *devs, int n, char *why, size_t why_n) {
+   simulator, picked only when it is the only platform (as under `oclgrind kiln ...`). Data
+   parallel ranks take the k-th device of that kind (modulo their count). */
+static int default_nth(const kiln_device_info *devs, int n, int k, int *pass_out,
+                       kiln_device_type *type) {
     static const kiln_device_type order[] = {KILN_DEVICE_GPU, KILN_DEVICE_ACCEL, KILN_DEVICE_CPU};
     for (int pass = 0; pass < 2; pass++)
-        for (int o = 0; o < 3; o++)
+        for (int o = 0; o < 3; o++) {
+            int count = 0;
             for (int i = 0; i < n; i++)
-                if (devs[i].type == order[o] && (pass == 1 || !is_oclgrind(&devs[i]))) {
-                    snprintf(why, why_n, "default: the first %s%s", kiln_device_type_name(order[o]),
-                             pass ? " (only the Oclgrind simulator is present)" : "");
+                count += devs[i].type == order[o] && (pass == 1 || !is_oclgrind(&devs[i]));
+            if (!count) continue;
+            k %= count;
+            for (int i = 0; i < n; i++)
+                if (devs[i].type == order[o] && (pass == 1 || !is_oclgrind(&devs[i])) && !k--) {
+                    *pass_out = pass;
+                    *type = order[o];
                     return i;
                 }
+        }
     return -1;
+}
+
+int kiln_devices_default_nth(const kiln_device_info *devs, int n, int k) {
+    int pass;
+    kiln_device_type type;
+    return default_nth(devs, n, k < 0 ? 0 : k, &pass, &type);
+}
+
+static int default_device(const kiln_device_info *devs, int n, char *why, size_t why_n) {
+    int pass = 0;
+    kiln_device_type type = KILN_DEVICE_CPU;
+    int i = default_nth(devs, n, 0, &pass, &type);
+    if (i >= 0)
+        snprintf(why, why_n, "default: the first %s%s", kiln_device_type_name(type),
+                 pass ? " (only the Oclgrind simulator is present)" : "");
+    return i;
 }
 
 static kiln_status select_impl(const char *bspec_in, const char *dspec_in, kiln_selection *sel,

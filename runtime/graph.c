@@ -615,7 +615,7 @@ void kiln_graph_get_memory(kiln_graph_t g, kiln_graph_memory *out) {
 
 /* ---- execution ---- */
 
-static kiln_status run(kiln_graph_t g, int from, int to) {
+static kiln_status run(kiln_graph_t g, int from, int to, kiln_grad_ready_fn ready, void *user) {
     if (g->err) return graph_status(g);
     if (!g->be) return kiln_error(KILN_INVALID_ARGUMENT, "graph: run before kiln_graph_alloc");
     for (int i = from; i < to; i++) {
@@ -625,15 +625,21 @@ static kiln_status run(kiln_graph_t g, int from, int to) {
             kiln_error_append(" (graph node '%s')", g->n[i].t->name);
             return st;
         }
+        if (ready && (st = ready(user, g->n[i].param_grad_of))) return st;
     }
     return KILN_OK;
 }
 
 kiln_status kiln_graph_forward(kiln_graph_t g) {
-    return run(g, 0, g->n_forward ? g->n_forward : g->count);
+    return run(g, 0, g->n_forward ? g->n_forward : g->count, NULL, NULL);
 }
 
 kiln_status kiln_graph_backward_run(kiln_graph_t g) {
     if (!g->n_forward) return kiln_error(KILN_INVALID_ARGUMENT, "graph: no backward pass built");
-    return run(g, g->n_forward, g->count);
+    return run(g, g->n_forward, g->count, NULL, NULL);
+}
+
+kiln_status kiln_graph_backward_run_hook(kiln_graph_t g, kiln_grad_ready_fn ready, void *user) {
+    if (!g->n_forward) return kiln_error(KILN_INVALID_ARGUMENT, "graph: no backward pass built");
+    return run(g, g->n_forward, g->count, ready, user);
 }

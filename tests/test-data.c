@@ -707,7 +707,22 @@ static void test_idx_and_shuffle(void) {
     for (int i = 0; i < 100; i++) total += seen[i], dup |= seen[i] > 1;
     CHECK(cover, "each epoch covers every sample exactly once");
     CHECK(orders_differ, "epochs are shuffled differently");
-    CHECK(total == 99 && !dup, "3 ranks cover 99 distinct samples (%d)", total);
+    CHECK(total == 100 && !dup, "3 ranks cover all 100 samples once (%d)", total);
+    /* Training (drop_last): every rank takes the same number of steps, the remainder dropped. */
+    for (int rank = 0; ds && rank < 3; rank++) {
+        kiln_loader_options lo;
+        kiln_loader_options_init(&lo);
+        lo.dataset = ds;
+        lo.batch = 7;
+        lo.drop_last = 1;
+        lo.rank = rank;
+        lo.world_size = 3;
+        kiln_loader_t ld;
+        int ok = kiln_loader_create(&lo, &ld) == KILN_OK;
+        CHECK(ok && kiln_loader_steps_per_epoch(ld) == 4, "drop_last: rank %d takes 4 steps of 7",
+              rank);
+        if (ok) kiln_loader_free(ld);
+    }
     kiln_dataset_free(ds);
 
     snprintf(im, sizeof(im), "%s/z-images-idx3-ubyte.gz", root);

@@ -3,6 +3,7 @@
 #ifndef KILN_CLI_H
 #define KILN_CLI_H
 
+#include "kiln/dist.h"
 #include "kiln/status.h"
 
 int kiln_cmd_devices(int argc, char **argv);
@@ -30,5 +31,13 @@ int kiln_cli_parse_input(const char *s, int *h, int *w, int *c);
    (its metadata); values already nonzero (from --input, --classes) are kept. */
 kiln_status kiln_cli_checkpoint_shape(const char *path, int *height, int *width, int *channels,
                                       int *classes);
+
+/* Data parallelism: joins the job mpirun started (a world of one otherwise) and sets this
+   rank's KILN_DEVICE; the data workers of one rank when the user gave none (the host's cores
+   shared by its ranks); a failure's message on stderr, naming rank and host, ending every rank
+   of the job (returns 1 alone). Errors are printed. */
+int kiln_cli_dist_start(const char *cmd, kiln_dist_t *out); /* 0: joined */
+int kiln_cli_dist_workers(kiln_dist_t d, int workers);
+int kiln_cli_dist_fail(kiln_dist_t d, const char *cmd);
 
 #endif

@@ -15,43 +15,51 @@
 #include "train-impl.h"
 
 static void train_usage(FILE *f) {
-    fprintf(f, "usage: kiln train --model M --data SRC [options]\n"
-               "\n"
-               "Trains a model on a dataset (IDX images file, class-folder JPEG directory or tar\n"
-               "shards), validating after every epoch, with checkpoints, a CSV log and an HTML\n"
-               "report (report.html: loss/accuracy plots, model, device, timing) in --out.\n"
-               "\n"
-               "  --model NAME|FILE     a zoo model, a model file (frontend/MODEL-FORMAT.md) or a\n"
-               "                        Keras model.keras / model.to_json() .json\n"
-               "  --data SRC            training data (e.g. .../train-images-idx3-ubyte.gz)\n"
-               "  --val SRC             validation/test data, evaluated after every epoch\n"
-               "  --val-split F         hold out fraction F of --data instead (seeded, stable)\n"
-               "  --epochs N            epochs (default 10)\n"
-               "  --batch N             batch size (default 64)\n"
-               "  --input HxW[xC]       model input size (default: the model's; C: the data's)\n"
-               "  --augment SPEC        augmentation (kiln data --help), 'none' for none\n"
-               "                        (default: the model's pipeline nodes)\n"
-               "  --optimizer NAME      sgd (default), adam, adamw\n"
-               "  --lr X                learning rate (default 0.01 sgd, 0.001 adam/adamw)\n"
-               "  --momentum X          sgd momentum (default 0.9)\n"
-               "  --nesterov            Nesterov momentum\n"
-               "  --weight-decay X      default 5e-4 sgd, 0 adam, 0.01 adamw (weights only)\n"
-               "  --schedule NAME       constant (default), step, cosine\n"
-               "  --step-epochs N       step schedule: multiply by --gamma every N epochs\n"
-               "  --gamma X             step schedule factor (default 0.1)\n"
-               "  --warmup N            linear warmup over N steps\n"
-               "  --label-smoothing X   default 0\n"
-               "  --seed N              parameters, dropout, order and augmentation (default 1)\n"
-               "  --workers N           data worker threads (default: online cores)\n"
-               "  --out DIR             checkpoints and log (default runs/MODEL)\n"
-               "  --resume CKPT         continue from a checkpoint written by kiln train\n"
-               "  --max-steps N         stop after N steps in total (with a checkpoint)\n"
-               "  --chance-steps N      check for a loss stuck at chance after N steps (200)\n"
-               "  --on-nan stop|skip    non-finite loss or gradient: stop (default) or skip\n"
-               "  --log-grad-norms N    every N steps: each parameter's gradient and weight norm\n"
-               "                        to grad-norms.csv in --out, and a summary line\n"
-               "\n"
-               "environment: KILN_BACKEND, KILN_DEVICE (kiln devices --help)\n");
+    fprintf(f,
+            "usage: kiln train --model M --data SRC [options]\n"
+            "\n"
+            "Trains a model on a dataset (IDX images file, class-folder JPEG directory or tar\n"
+            "shards), validating after every epoch, with checkpoints, a CSV log and an HTML\n"
+            "report (report.html: loss/accuracy plots, model, device, timing) in --out.\n"
+            "\n"
+            "  --model NAME|FILE     a zoo model, a model file (frontend/MODEL-FORMAT.md) or a\n"
+            "                        Keras model.keras / model.to_json() .json\n"
+            "  --data SRC            training data (e.g. .../train-images-idx3-ubyte.gz)\n"
+            "  --val SRC             validation/test data, evaluated after every epoch\n"
+            "  --val-split F         hold out fraction F of --data instead (seeded, stable)\n"
+            "  --epochs N            epochs (default 10)\n"
+            "  --batch N             batch size (default 64)\n"
+            "  --input HxW[xC]       model input size (default: the model's; C: the data's)\n"
+            "  --augment SPEC        augmentation (kiln data --help), 'none' for none\n"
+            "                        (default: the model's pipeline nodes)\n"
+            "  --optimizer NAME      sgd (default), adam, adamw\n"
+            "  --lr X                learning rate (default 0.01 sgd, 0.001 adam/adamw)\n"
+            "  --momentum X          sgd momentum (default 0.9)\n"
+            "  --nesterov            Nesterov momentum\n"
+            "  --weight-decay X      default 5e-4 sgd, 0 adam, 0.01 adamw (weights only)\n"
+            "  --schedule NAME       constant (default), step, cosine\n"
+            "  --step-epochs N       step schedule: multiply by --gamma every N epochs\n"
+            "  --gamma X             step schedule factor (default 0.1)\n"
+            "  --warmup N            linear warmup over N steps\n"
+            "  --label-smoothing X   default 0\n"
+            "  --seed N              parameters, dropout, order and augmentation (default 1)\n"
+            "  --workers N           data worker threads (default: online cores)\n"
+            "  --out DIR             checkpoints and log (default runs/MODEL)\n"
+            "  --resume CKPT         continue from a checkpoint written by kiln train\n"
+            "  --max-steps N         stop after N steps in total (with a checkpoint)\n"
+            "  --chance-steps N      check for a loss stuck at chance after N steps (200)\n"
+            "  --on-nan stop|skip    non-finite loss or gradient: stop (default) or skip\n"
+            "  --log-grad-norms N    every N steps: each parameter's gradient and weight norm\n"
+            "                        to grad-norms.csv in --out, and a summary line\n"
+            "  --log-steps N         every N steps: loss, accuracy and lr to steps.csv in --out\n"
+            "\n"
+            "Data parallel (mpirun -np N kiln train ...: one rank per device, --batch is the\n"
+            "global batch; KILN_DEVICE=0,1 maps local ranks to devices, else local rank i\n"
+            "takes the i-th GPU, or CPU device, modulo their count):\n"
+            "  --allreduce-bucket-mb X  gradient all-reduce bucket size (default 25)\n"
+            "  --mpi-timeout S       seconds a rank waits for the others (default 300)\n"
+            "\n"
+            "environment: KILN_BACKEND, KILN_DEVICE (kiln devices --help)\n");
 }
 
 static void eval_usage(FILE *f) {
@@ -66,7 +74,7 @@ static void eval_usage(FILE *f) {
 
 typedef struct cli_opts {
     const char *model, *data, *val, *checkpoint;
-    double val_split;
+    double val_split, mpi_timeout;
     int input_h, input_w, input_c;
     kiln_train_options t;
 } cli_opts;
@@ -135,6 +143,13 @@ static int parse_args(const char *cmd, int argc, char **argv, cli_opts *o) {
             o->t.nesterov = 1;
             continue;
         }
+        if (train && !strcmp(a, "--sync-bn")) {
+            fprintf(stderr,
+                    "kiln %s: --sync-bn: synchronized batch norm is not built; batch-norm "
+                    "statistics are per rank (batch / ranks samples each)\n",
+                    cmd);
+            return 2;
+        }
         int known = 1;
         if (!v) {
             known = 0;
@@ -199,6 +214,13 @@ static int parse_args(const char *cmd, int argc, char **argv, cli_opts *o) {
         } else if (!strcmp(a, "--max-steps")) {
             if (kiln_cli_parse_int(v, 1, 1LL << 40, &n)) return bad(cmd, a, v);
             o->t.max_steps = n;
+        } else if (!strcmp(a, "--log-steps")) {
+            if (kiln_cli_parse_int(v, 1, 1LL << 40, &n)) return bad(cmd, a, v);
+            o->t.log_steps = n;
+        } else if (!strcmp(a, "--allreduce-bucket-mb")) {
+            if (parse_double(v, 1e-3, 1e5, &o->t.allreduce_bucket_mb)) return bad(cmd, a, v);
+        } else if (!strcmp(a, "--mpi-timeout")) {
+            if (parse_double(v, 0.1, 1e7, &o->mpi_timeout)) return bad(cmd, a, v);
         } else if (!strcmp(a, "--log-grad-norms")) {
             if (kiln_cli_parse_int(v, 1, 1LL << 40, &n)) return bad(cmd, a, v);
             o->t.log_grad_norms = n;
@@ -349,10 +371,13 @@ static void session_free(session *s) {
     kiln_backend_free(s->be);
 }
 
+/* The job's communicator (a world of one unless mpirun started kiln train). */
+static kiln_dist_t dist;
+
 static int fail(const char *cmd, session *s) {
-    fprintf(stderr, "kiln %s: %s\n", cmd, kiln_last_error());
+    int rc = kiln_cli_dist_fail(dist, cmd);
     session_free(s);
-    return 1;
+    return rc;
 }
 
 /* Backend, model (finalized for the data's classes and channels), datasets, trainer. */
@@ -418,54 +443,88 @@ int kiln_cmd_train(int argc, char **argv) {
         len += (size_t)snprintf(command + len, sizeof command - len, "%s%s", i ? " " : "kiln ",
                                 argv[i]);
     o.t.command = command;
+    if (kiln_cli_dist_start("train", &dist)) return 1;
+    kiln_dist_set_timeout(dist, o.mpi_timeout);
+    int lead = kiln_dist_rank(dist) == 0, ranks = kiln_dist_size(dist);
+    o.t.dist = dist;
+    o.t.workers = kiln_cli_dist_workers(dist, o.t.workers);
     progress_state ps = {isatty(STDOUT_FILENO), 0, 0};
-    o.t.progress = on_progress;
+    o.t.progress = lead ? on_progress : NULL;
     o.t.user = &ps;
     o.t.interrupt = &interrupted;
     session s;
-    if (setup("train", &o, &s)) return 1;
+    rc = 1;
+    if (setup("train", &o, &s)) goto done;
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     if (o.checkpoint) {
-        if (kiln_trainer_load(s.tr, o.checkpoint, 0)) return fail("train", &s);
-        printf("resumed from %s\n", o.checkpoint);
+        if (kiln_trainer_load(s.tr, o.checkpoint, 0)) {
+            fail("train", &s);
+            goto done;
+        }
+        if (lead) printf("resumed from %s\n", o.checkpoint);
     }
-    describe(&s, &o);
+    if (lead) {
+        describe(&s, &o);
+        if (ranks > 1)
+            printf("data parallel: %d ranks, %d images per rank per step\n", ranks,
+                   o.t.batch / ranks);
+        fflush(stdout);
+    }
     kiln_fit_result r;
     if (kiln_trainer_fit(s.tr, s.train, s.val, &r)) {
         if (ps.open_line) putchar('\n');
-        return fail("train", &s);
+        fail("train", &s);
+        goto done;
     }
     if (ps.open_line) putchar('\n');
-    printf("trained %d epoch(s), %lld steps in %.1f s (%.0f img/s)\n", r.epochs_done,
-           (long long)r.global_step, r.seconds, r.img_per_s);
     if (r.stop == KILN_FIT_INTERRUPTED) {
-        printf("interrupted: %s/last.safetensors holds the exact position (--resume it)\n",
-               o.t.out_dir);
-        printf("report: %s/report.html\n", o.t.out_dir);
+        if (lead) {
+            printf("trained %d epoch(s), %lld steps in %.1f s (%.0f img/s)\n", r.epochs_done,
+                   (long long)r.global_step, r.seconds, r.img_per_s);
+            printf("interrupted: %s/last.safetensors holds the exact position (--resume it)\n",
+                   o.t.out_dir);
+            printf("report: %s/report.html\n", o.t.out_dir);
+        }
         session_free(&s);
-        return 128 + interrupted;
+        rc = 128 + (interrupted ? interrupted : SIGTERM);
+        goto done;
     }
+    if (lead)
+        printf("trained %d epoch(s), %lld steps in %.1f s (%.0f img/s)\n", r.epochs_done,
+               (long long)r.global_step, r.seconds, r.img_per_s);
     if (r.stop == KILN_FIT_NAN) {
-        printf("report: %s/report.html\n", o.t.out_dir);
+        if (lead) printf("report: %s/report.html\n", o.t.out_dir);
         fprintf(stderr, "kiln train: stopped on a non-finite loss or gradient\n");
         session_free(&s);
-        return 1;
+        goto done;
     }
     if (s.val && !r.has_val) {
         kiln_eval_result e;
-        if (kiln_trainer_evaluate(s.tr, s.val, &e)) return fail("train", &s);
+        if (kiln_trainer_evaluate(s.tr, s.val, &e)) {
+            fail("train", &s);
+            goto done;
+        }
         r.val_acc = e.acc, r.val_top5 = e.top5, r.val_loss = e.loss, r.has_val = 1;
     }
-    if (r.has_val)
-        printf("test accuracy %.4f (top-5 %.4f, loss %.4f) on %zu images\n", r.val_acc, r.val_top5,
-               r.val_loss, kiln_dataset_size(s.val));
-    printf("checkpoints: %s/last.safetensors%s; log: %s/log.csv%s\n", o.t.out_dir,
-           r.has_val ? " and best.safetensors" : "", o.t.out_dir,
-           o.t.log_grad_norms ? ", grad-norms.csv" : "");
-    printf("report: %s/report.html\n", o.t.out_dir);
+    if (lead) {
+        if (r.has_val)
+            printf("test accuracy %.4f (top-5 %.4f, loss %.4f) on %zu images\n", r.val_acc,
+                   r.val_top5, r.val_loss, kiln_dataset_size(s.val));
+        char bp[1100];
+        snprintf(bp, sizeof bp, "%s/best.safetensors", o.t.out_dir);
+        int best = access(bp, F_OK) == 0;
+        printf("checkpoints: %s/last.safetensors%s; log: %s/log.csv%s%s\n", o.t.out_dir,
+               best ? " and best.safetensors" : "", o.t.out_dir,
+               o.t.log_grad_norms ? ", grad-norms.csv" : "", o.t.log_steps ? ", steps.csv" : "");
+        printf("report: %s/report.html\n", o.t.out_dir);
+    }
     session_free(&s);
-    return 0;
+    rc = 0;
+done:
+    kiln_dist_finalize(dist);
+    dist = NULL;
+    return rc;
 }
 
 int kiln_cmd_eval(int argc, char **argv) {

@@ -290,7 +290,14 @@ kiln_status kiln_loader_create(const kiln_loader_options *o, kiln_loader_t *out)
         ld->out_h = g.out_h;
     }
     ld->sample_bytes = (size_t)ld->out_w * ld->out_h * ld->c;
-    ld->per_rank = (int64_t)(ds->count / (size_t)o->world_size);
+    /* Rank r takes samples r, r + W, r + 2W... of the epoch's order. With drop_last every rank
+       takes the same count (the remainder is dropped, as the last short batch is); without it
+       the first count % W ranks take one more, so the ranks together see every sample. */
+    size_t W = (size_t)o->world_size;
+    ld->per_rank = o->drop_last ? (int64_t)(ds->count / W)
+                   : ds->count > (size_t)o->rank
+                       ? (int64_t)((ds->count - (size_t)o->rank + W - 1) / W)
+                       : 0;
     ld->steps = o->drop_last ? ld->per_rank / o->batch : (ld->per_rank + o->batch - 1) / o->batch;
     if (ld->steps < 1) {
         st = kiln_error(KILN_INVALID_ARGUMENT,

@@ -36,6 +36,7 @@
 
 #include "kiln/backend.h"
 #include "kiln/data.h"
+#include "kiln/dist.h"
 #include "kiln/model.h"
 
 #ifdef __cplusplus
@@ -117,6 +118,17 @@ typedef struct kiln_train_options {
                                       the exact position and returns KILN_FIT_INTERRUPTED */
     kiln_progress_fn progress;              /* NULL: messages go to kiln_log at warn level */
     void *user;
+    int64_t log_steps; /* every N steps (0: never): a row of steps.csv in out_dir (global_step,
+                          epoch, step, lr, loss, acc of that step over every rank's samples) */
+    /* Data parallelism (kiln/dist.h): NULL or a world of one trains alone. With N ranks, batch
+       stays the global batch (each rank computes batch / N samples of every step, the
+       loader's rank shard); ranks start from rank 0's parameters, optimizer state and
+       position (broadcast); gradients are summed in buckets of allreduce_bucket_mb (0: 25)
+       started while backward runs and averaged before the update; validation is split over
+       the ranks and its metrics summed. Batch-norm statistics stay per rank (batch / N
+       samples each). Only rank 0 writes checkpoints, logs, the report and progress. */
+    kiln_dist_t dist;
+    double allreduce_bucket_mb;
 } kiln_train_options;
 
 void kiln_train_options_init(kiln_train_options *o);
@@ -181,6 +193,17 @@ size_t kiln_trainer_device_bytes(kiln_trainer_t t);
    and is an error. */
 kiln_status kiln_trainer_step(kiln_trainer_t t, const uint8_t *images, const int32_t *labels,
                               double lr, double *loss);
+
+/* Where data parallelism's time went since the trainer was created (all zero alone). */
+typedef struct kiln_trainer_dist_stats {
+    int ranks, buckets;
+    int64_t steps;
+    double bytes_per_step; /* gradient bytes each rank all-reduces per step */
+    double allreduce_s;    /* summed over steps: first bucket started to the last one done */
+    double exposed_s;      /* summed over steps: backward done to the averaged gradients back
+                              on the device (what overlap did not hide) */
+} kiln_trainer_dist_stats;
+void kiln_trainer_dist_stats_get(kiln_trainer_t t, kiln_trainer_dist_stats *s);
 
 /* ---- prediction ---- */
 

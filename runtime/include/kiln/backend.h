@@ -45,6 +45,10 @@ typedef struct kiln_device_info {
 /* Lists OpenCL devices. With no OpenCL platform (or no ICD loader answer) returns 0 devices
    and KILN_OK: the host cpu backend is always there. *list is malloc'ed. */
 kiln_status kiln_devices_list(kiln_device_info **list, int *count);
+/* The list index of the k-th device (modulo their count) of the kind the default selection
+   takes (a GPU, else an accelerator, else a CPU; Oclgrind only alone), -1 when none: data
+   parallel ranks on one host take device k = their local rank. */
+int kiln_devices_default_nth(const kiln_device_info *devs, int n, int k);
 const char *kiln_device_type_name(kiln_device_type t);
 
 /* ---- backend selection ---- */

@@ -123,7 +123,9 @@ typedef struct kiln_loader_options {
     uint64_t seed;
     int shuffle;            /* default 1 */
     int drop_last;          /* default 0: the last batch of an epoch may be short */
-    int rank, world_size;   /* each epoch is split evenly over world_size ranks */
+    int rank, world_size;   /* rank r takes samples r, r + W... of each epoch's order; with
+                               drop_last all ranks take the same count, without it the ranks
+                               together take every sample */
     kiln_on_error on_error; /* skip (default): count, log, replace; fail: stop */
     int accept_warnings;    /* 1: decoder warnings (recoverable corruption) are not errors */
     int fast_decode;        /* 1: TurboJPEG's fast IDCT and chroma upsampling (less exact) */

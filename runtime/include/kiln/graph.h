@@ -64,6 +64,13 @@ void kiln_graph_set_step(kiln_graph_t g, uint64_t step);
 /* Runs the forward nodes, then (training) the backward nodes. */
 kiln_status kiln_graph_forward(kiln_graph_t g);
 kiln_status kiln_graph_backward_run(kiln_graph_t g);
+/* The same, calling ready(user, k) after every backward node: k >= 0 when the node computed
+   parameter k's final gradient (run, or enqueued: read it through the backend, which orders
+   the copy after it), -1 otherwise. Data parallelism starts each bucket's all-reduce from here
+   and lets the transfers progress while backward goes on. A non-zero status from ready stops
+   the run and is returned. */
+typedef kiln_status (*kiln_grad_ready_fn)(void *user, int param);
+kiln_status kiln_graph_backward_run_hook(kiln_graph_t g, kiln_grad_ready_fn ready, void *user);
 
 typedef struct kiln_graph_memory {
     size_t params, grads, inputs;
