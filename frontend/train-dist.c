@@ -6,10 +6,10 @@
    the flat gradient buffer). When a bucket's last gradient node has been enqueued, its copy to
    the host is enqueued too; when the next bucket gets there, the previous copy is waited
    (the device has long passed it) and its non-blocking all-reduce starts. MPI moves data only
-   inside MPI calls, so every gradient node that completes lets it progress. After backward
-   the remaining copies start, all buckets are waited, and the mean goes back to the device in
-   one transfer. Every rank runs the same graph, so buckets start in the same order everywhere,
-   as MPI requires of collectives. */
+   inside MPI calls, so every backward node lets it progress, and each bucket whose sum is
+   complete goes back to the device at once. After backward the remaining buckets start and
+   are waited, each copied back as it completes. Every rank runs the same graph, so buckets start in
+   the same order everywhere, as MPI requires of collectives. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -48,7 +48,11 @@ kiln_status kt_dist_setup(struct kiln_trainer *t) {
     x->left = calloc((size_t)(P + 1), sizeof *x->left);
     x->queue = malloc(sizeof *x->queue * (size_t)(P + 1));
     x->ev = calloc((size_t)(P + 1), sizeof *x->ev);
-    if (!x->host || !x->lo || !x->hi || !x->bucket_of || !x->left || !x->queue || !x->ev)
+    x->wev = calloc((size_t)(P + 1), sizeof *x->wev);
+    x->order = malloc(sizeof *x->order * (size_t)(P + 1));
+    x->handle = malloc(sizeof *x->handle * (size_t)(P + 1));
+    if (!x->host || !x->lo || !x->hi || !x->bucket_of || !x->left || !x->queue || !x->ev ||
+        !x->wev || !x->order || !x->handle)
         return oom();
     /* From the last parameter down: bucket 0 completes first. The first parameter's bucket
        reaches down to element 0, the last one's up to the end (alignment gaps included). */
@@ -72,8 +76,10 @@ kiln_status kt_dist_setup(struct kiln_trainer *t) {
 
 void kt_dist_free(struct kiln_trainer *t) {
     kt_dist *x = &t->dist;
-    for (int i = 0; x->ev && i < x->nbuckets; i++)
+    for (int i = 0; x->ev && x->wev && i < x->nbuckets; i++) {
         if (x->ev[i]) kiln_event_free(x->ev[i]);
+        if (x->wev[i]) kiln_event_free(x->wev[i]);
+    }
     free(x->host);
     free(x->lo);
     free(x->hi);
@@ -81,6 +87,9 @@ void kt_dist_free(struct kiln_trainer *t) {
     free(x->left);
     free(x->queue);
     free(x->ev);
+    free(x->wev);
+    free(x->order);
+    free(x->handle);
     memset(x, 0, sizeof *x);
 }
 
@@ -124,16 +133,38 @@ static kiln_status start_oldest(kt_dist *x) {
         x->ev[b] = NULL;
     }
     if (st) return st;
-    if (!x->started++) x->t_first = kiln_time_s();
-    st = kiln_dist_isum_f32(x->d, x->host + x->lo[b], x->hi[b] - x->lo[b]);
+    if (!x->started) x->t_first = kiln_time_s();
+    x->order[x->started++] = b;
+    st = kiln_dist_isum_f32(x->d, x->host + x->lo[b], x->hi[b] - x->lo[b], &x->handle[b]);
     memmove(x->queue, x->queue + 1, sizeof *x->queue * (size_t)--x->nqueued);
+    return st;
+}
+
+/* Sends the summed buckets back to the device in the order they started, as each completes
+   (wait: until all have), so the copies back overlap backward too. */
+static kiln_status write_back(struct kiln_trainer *t, int wait) {
+    kt_dist *x = &t->dist;
+    kiln_status st = kiln_dist_progress(x->d);
+    while (!st && x->written < x->started) {
+        int b = x->order[x->written], done = 1;
+        st = wait ? kiln_dist_wait(x->d, x->handle[b]) : kiln_dist_test(x->d, x->handle[b], &done);
+        if (st || !done) break;
+        kiln_tensor view;
+        int64_t len = x->hi[b] - x->lo[b];
+        st = kiln_tensor_view(&view, kiln_graph_grads_flat(t->tg.g), 1, &len, NULL,
+                              sizeof(float) * (size_t)x->lo[b]);
+        if (!st)
+            st = kiln_tensor_set_async(&view, x->host + x->lo[b], sizeof(float) * (size_t)len,
+                                       &x->wev[b]);
+        x->written++;
+    }
     return st;
 }
 
 static kiln_status on_grad_ready(void *user, int k) {
     struct kiln_trainer *t = user;
     kt_dist *x = &t->dist;
-    if (k < 0) return kiln_dist_progress(x->d);
+    if (k < 0) return write_back(t, 0);
     int b = x->bucket_of[k];
     kiln_status st = KILN_OK;
     if (--x->left[b] == 0) {
@@ -148,7 +179,7 @@ static kiln_status on_grad_ready(void *user, int k) {
         x->queue[x->nqueued++] = b;
         while (!st && x->nqueued > 1) st = start_oldest(x);
     }
-    return st ? st : kiln_dist_progress(x->d);
+    return st ? st : write_back(t, 0);
 }
 
 kiln_status kt_dist_backward(struct kiln_trainer *t) {
@@ -156,7 +187,7 @@ kiln_status kt_dist_backward(struct kiln_trainer *t) {
     if (x->world < 2) return kiln_graph_backward_run(t->tg.g);
     for (int k = 0; k < t->nparams; k++) x->left[x->bucket_of[k]] = 0;
     for (int k = 0; k < t->nparams; k++) x->left[x->bucket_of[k]]++;
-    x->nqueued = x->started = 0;
+    x->nqueued = x->started = x->written = 0;
     kiln_status st = kiln_graph_backward_run_hook(t->tg.g, on_grad_ready, t);
     while (!st && x->nqueued) st = start_oldest(x);
     if (st) return st;
@@ -164,9 +195,14 @@ kiln_status kt_dist_backward(struct kiln_trainer *t) {
         return kiln_error(KILN_INTERNAL, "all-reduce: %d of %d buckets completed in backward",
                           x->started, x->nbuckets);
     double t_bwd = kiln_time_s();
-    if ((st = kiln_dist_wait_all(x->d))) return st;
     /* The sums go back as they are: the optimizer scales by 1 / world (kt_dist_grad_scale). */
-    st = kiln_tensor_set(kiln_graph_grads_flat(t->tg.g), x->host, sizeof(float) * (size_t)x->n);
+    st = write_back(t, 1);
+    if (!st) st = kiln_dist_wait_all(x->d);
+    for (int b = 0; b < x->nbuckets; b++) {
+        if (x->wev[b] && !st) st = kiln_event_wait(x->wev[b]);
+        if (x->wev[b]) kiln_event_free(x->wev[b]);
+        x->wev[b] = NULL;
+    }
     double end = kiln_time_s();
     x->stats.steps++;
     x->stats.allreduce_s += end - x->t_first;

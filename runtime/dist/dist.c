@@ -25,6 +25,8 @@ struct kiln_dist {
     MPI_Comm comm;
     MPI_Request reqs[MAX_REQS];
     int nreqs;
+    int op_first[MAX_REQS], op_count[MAX_REQS]; /* each sum's requests (pieces under 2^31) */
+    int nops;
 #endif
 };
 
@@ -233,18 +235,26 @@ kiln_status kiln_dist_gather(kiln_dist_t d, const double *x, int n, double *all)
     return rc != MPI_SUCCESS ? mpi_fail(d, rc, "all-gather") : wait_reqs(d, 1, &r, "all-gather");
 }
 
-kiln_status kiln_dist_isum_f32(kiln_dist_t d, float *x, int64_t n) {
+kiln_status kiln_dist_isum_f32(kiln_dist_t d, float *x, int64_t n, int *handle) {
+    *handle = 0;
     if (kiln_dist_size(d) < 2) return KILN_OK;
     const int64_t piece = (int64_t)1 << 28;
+    if (d->nops == MAX_REQS)
+        return kiln_error(KILN_INVALID_ARGUMENT, "dist: more than %d all-reduce buckets", MAX_REQS);
+    *handle = d->nops;
+    d->op_first[d->nops] = d->nreqs;
+    d->op_count[d->nops] = 0;
+    d->nops++;
     for (int64_t off = 0; off < n; off += piece) {
         if (d->nreqs == MAX_REQS)
-            return kiln_error(KILN_INVALID_ARGUMENT, "dist: more than %d all-reduce buckets",
+            return kiln_error(KILN_INVALID_ARGUMENT, "dist: more than %d all-reduce pieces",
                               MAX_REQS);
         int64_t m = n - off < piece ? n - off : piece;
         int rc = MPI_Iallreduce(MPI_IN_PLACE, x + off, (int)m, MPI_FLOAT, MPI_SUM, d->comm,
                                 &d->reqs[d->nreqs]);
         if (rc != MPI_SUCCESS) return mpi_fail(d, rc, "gradient all-reduce");
         d->nreqs++;
+        d->op_count[*handle]++;
     }
     return KILN_OK;
 }
@@ -256,10 +266,27 @@ kiln_status kiln_dist_progress(kiln_dist_t d) {
     return rc != MPI_SUCCESS ? mpi_fail(d, rc, "gradient all-reduce") : KILN_OK;
 }
 
+kiln_status kiln_dist_test(kiln_dist_t d, int handle, int *done) {
+    *done = 1;
+    if (kiln_dist_size(d) < 2) return KILN_OK;
+    if (handle < 0 || handle >= d->nops)
+        return kiln_error(KILN_INVALID_ARGUMENT, "dist: no all-reduce %d", handle);
+    int rc =
+        MPI_Testall(d->op_count[handle], d->reqs + d->op_first[handle], done, MPI_STATUSES_IGNORE);
+    return rc != MPI_SUCCESS ? mpi_fail(d, rc, "gradient all-reduce") : KILN_OK;
+}
+
+kiln_status kiln_dist_wait(kiln_dist_t d, int handle) {
+    if (kiln_dist_size(d) < 2) return KILN_OK;
+    if (handle < 0 || handle >= d->nops)
+        return kiln_error(KILN_INVALID_ARGUMENT, "dist: no all-reduce %d", handle);
+    return wait_reqs(d, d->op_count[handle], d->reqs + d->op_first[handle], "gradient all-reduce");
+}
+
 kiln_status kiln_dist_wait_all(kiln_dist_t d) {
     if (kiln_dist_size(d) < 2 || !d->nreqs) return KILN_OK;
     kiln_status st = wait_reqs(d, d->nreqs, d->reqs, "gradient all-reduce");
-    d->nreqs = 0;
+    d->nreqs = d->nops = 0;
     return st;
 }
 
@@ -285,7 +312,15 @@ kiln_status kiln_dist_gather(kiln_dist_t d, const double *x, int n, double *all)
     memcpy(all, x, sizeof *x * (size_t)n);
     return KILN_OK;
 }
-kiln_status kiln_dist_isum_f32(kiln_dist_t d, float *x, int64_t n) {
+kiln_status kiln_dist_isum_f32(kiln_dist_t d, float *x, int64_t n, int *handle) {
+    *handle = 0;
+    return KILN_OK;
+}
+kiln_status kiln_dist_test(kiln_dist_t d, int handle, int *done) {
+    *done = 1;
+    return KILN_OK;
+}
+kiln_status kiln_dist_wait(kiln_dist_t d, int handle) {
     return KILN_OK;
 }
 kiln_status kiln_dist_progress(kiln_dist_t d) {

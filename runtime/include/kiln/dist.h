@@ -55,11 +55,14 @@ kiln_status kiln_dist_sum(kiln_dist_t d, double *x, int n);          /* in place
 /* all[r * n + i] = rank r's x[i]. */
 kiln_status kiln_dist_gather(kiln_dist_t d, const double *x, int n, double *all);
 
-/* Non-blocking sum of floats in place (a gradient bucket). Requests are numbered from 0 per
-   round; kiln_dist_progress lets the transport move without blocking (MPI only progresses
-   inside MPI calls), kiln_dist_wait_all ends the round. */
-kiln_status kiln_dist_isum_f32(kiln_dist_t d, float *x, int64_t n);
+/* Non-blocking sum of floats in place (a gradient bucket); *handle names it within the round.
+   kiln_dist_progress lets the transport move without blocking (MPI only progresses inside MPI
+   calls); kiln_dist_test says whether one sum is complete, kiln_dist_wait waits for it with
+   the deadline; kiln_dist_wait_all waits for every sum and ends the round. */
+kiln_status kiln_dist_isum_f32(kiln_dist_t d, float *x, int64_t n, int *handle);
 kiln_status kiln_dist_progress(kiln_dist_t d);
+kiln_status kiln_dist_test(kiln_dist_t d, int handle, int *done);
+kiln_status kiln_dist_wait(kiln_dist_t d, int handle);
 kiln_status kiln_dist_wait_all(kiln_dist_t d);
 
 /* Prints "kiln: rank R of N on HOST: msg" to stderr and ends every rank of the job
