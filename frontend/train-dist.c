@@ -39,8 +39,12 @@ kiln_status kt_dist_setup(struct kiln_trainer *t) {
     double mb = t->o.allreduce_bucket_mb > 0 ? t->o.allreduce_bucket_mb : 25.0;
     int64_t cap = (int64_t)(mb * 1024.0 * 1024.0 / sizeof(float));
     if (cap < 1) cap = 1;
-    /* Page-aligned staging: the OpenCL runtime copies into it directly. */
-    if (posix_memalign((void **)&x->host, 4096, sizeof(float) * (size_t)(x->n ? x->n : 1)))
+    /* A backend in host memory (cpu) is all-reduced in place, synchronously computed as it is;
+       elsewhere page-aligned staging, which the OpenCL runtime copies into directly. */
+    x->host = kiln_tensor_host_data(kiln_graph_grads_flat(t->tg.g));
+    x->direct = x->host != NULL;
+    if (!x->direct &&
+        posix_memalign((void **)&x->host, 4096, sizeof(float) * (size_t)(x->n ? x->n : 1)))
         x->host = NULL;
     x->lo = malloc(sizeof *x->lo * (size_t)(P + 1));
     x->hi = malloc(sizeof *x->hi * (size_t)(P + 1));
@@ -80,7 +84,7 @@ void kt_dist_free(struct kiln_trainer *t) {
         if (x->ev[i]) kiln_event_free(x->ev[i]);
         if (x->wev[i]) kiln_event_free(x->wev[i]);
     }
-    free(x->host);
+    if (!x->direct) free(x->host);
     free(x->lo);
     free(x->hi);
     free(x->bucket_of);
@@ -149,6 +153,10 @@ static kiln_status write_back(struct kiln_trainer *t, int wait) {
         int b = x->order[x->written], done = 1;
         st = wait ? kiln_dist_wait(x->d, x->handle[b]) : kiln_dist_test(x->d, x->handle[b], &done);
         if (st || !done) break;
+        if (x->direct) {
+            x->written++;
+            continue;
+        }
         kiln_tensor view;
         int64_t len = x->hi[b] - x->lo[b];
         st = kiln_tensor_view(&view, kiln_graph_grads_flat(t->tg.g), 1, &len, NULL,
@@ -172,7 +180,7 @@ static kiln_status on_grad_ready(void *user, int k) {
         int64_t len = x->hi[b] - x->lo[b];
         st = kiln_tensor_view(&view, kiln_graph_grads_flat(t->tg.g), 1, &len, NULL,
                               sizeof(float) * (size_t)x->lo[b]);
-        if (!st)
+        if (!st && !x->direct)
             st = kiln_tensor_get_async(&view, x->host + x->lo[b], sizeof(float) * (size_t)len,
                                        &x->ev[b]);
         if (st) return st;

@@ -43,6 +43,7 @@ typedef struct kt_dist {
     int synced;   /* parameters, state and position are rank 0's */
     int64_t n;    /* floats in the flat gradient buffer */
     float *host;  /* staging for the all-reduce, the flat buffer's layout */
+    int direct;   /* host is the gradient buffer itself (a backend in host memory): no copies */
     int nbuckets; /* bucket b: elements [lo[b], hi[b]), parameters completing in backward order */
     int64_t *lo, *hi;
     int *bucket_of;         /* per parameter */

@@ -1,8 +1,11 @@
 /* OpenCL platform/device discovery and error names. */
+#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cl-impl.h"
 
@@ -141,8 +144,13 @@ static kiln_status enumerate(kiln_device_info **list, int *count, cl_platform_id
     *count = 0;
     /* PoCL's default thread placement lets some processes run its CPU device on one core
        at half speed (measured with kiln bench gemm); pinning one worker per core avoids it.
-       Only a default: the user's own POCL_AFFINITY wins. */
-    setenv("POCL_AFFINITY", "1", 0);
+       Only a default: the user's own POCL_AFFINITY wins, and a process bound to some of the
+       cores (mpirun's ranks, taskset) is left alone: PoCL pins its workers from core 0 up
+       whatever the binding, which put every rank's worker on core 0. */
+    cpu_set_t mask;
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    int bound = !sched_getaffinity(0, sizeof mask, &mask) && CPU_COUNT(&mask) < online;
+    if (!bound) setenv("POCL_AFFINITY", "1", 0);
     cl_uint np = 0;
     cl_int err = clGetPlatformIDs(0, NULL, &np);
     if (err != CL_SUCCESS || np == 0) return KILN_OK; /* no platform: only the cpu backend */
