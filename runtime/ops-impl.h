@@ -9,36 +9,13 @@
 
 typedef kiln_status (*kiln_validate_fn)(kiln_backend_t be, const kiln_tensor *dst);
 
-kiln_status kiln_validate_gemm(kiln_backend_t be, const kiln_tensor *dst);
-kiln_status kiln_validate_conv2d(kiln_backend_t be, const kiln_tensor *dst);
-kiln_status kiln_validate_conv2d_bwd_data(kiln_backend_t be, const kiln_tensor *dst);
-kiln_status kiln_validate_conv2d_bwd_filter(kiln_backend_t be, const kiln_tensor *dst);
-kiln_status kiln_validate_bias_grad(kiln_backend_t be, const kiln_tensor *dst);
-kiln_status kiln_validate_pool2d(kiln_backend_t be, const kiln_tensor *dst);
-kiln_status kiln_validate_pool2d_bwd(kiln_backend_t be, const kiln_tensor *dst);
-kiln_status kiln_validate_lrn(kiln_backend_t be, const kiln_tensor *dst);
-kiln_status kiln_validate_lrn_bwd(kiln_backend_t be, const kiln_tensor *dst);
-kiln_status kiln_validate_copy(kiln_backend_t be, const kiln_tensor *dst);
-kiln_status kiln_validate_concat(kiln_backend_t be, const kiln_tensor *dst);
-kiln_status kiln_validate_add(kiln_backend_t be, const kiln_tensor *dst);
-kiln_status kiln_validate_mul(kiln_backend_t be, const kiln_tensor *dst);
-kiln_status kiln_validate_bias_add(kiln_backend_t be, const kiln_tensor *dst);
-kiln_status kiln_validate_axpby(kiln_backend_t be, const kiln_tensor *dst);
-kiln_status kiln_validate_act(kiln_backend_t be, const kiln_tensor *dst);
-kiln_status kiln_validate_act_bwd(kiln_backend_t be, const kiln_tensor *dst);
-kiln_status kiln_validate_dropout(kiln_backend_t be, const kiln_tensor *dst);
-kiln_status kiln_validate_dropout_bwd(kiln_backend_t be, const kiln_tensor *dst);
-kiln_status kiln_validate_u8_to_f32(kiln_backend_t be, const kiln_tensor *dst);
-kiln_status kiln_validate_sum_squares(kiln_backend_t be, const kiln_tensor *dst);
-kiln_status kiln_validate_sgd_update(kiln_backend_t be, const kiln_tensor *dst);
-kiln_status kiln_validate_adam_update(kiln_backend_t be, const kiln_tensor *dst);
-kiln_status kiln_validate_batchnorm_stats(kiln_backend_t be, const kiln_tensor *dst);
-kiln_status kiln_validate_batchnorm(kiln_backend_t be, const kiln_tensor *dst);
-kiln_status kiln_validate_batchnorm_bwd_params(kiln_backend_t be, const kiln_tensor *dst);
-kiln_status kiln_validate_batchnorm_bwd(kiln_backend_t be, const kiln_tensor *dst);
-kiln_status kiln_validate_softmax_xent(kiln_backend_t be, const kiln_tensor *dst);
-kiln_status kiln_validate_softmax_xent_bwd(kiln_backend_t be, const kiln_tensor *dst);
-kiln_status kiln_validate_accuracy(kiln_backend_t be, const kiln_tensor *dst);
+/* The validators, kiln_validate_<name> for every op in ops.def. */
+#define X(e, family, name, wmask)                                                                  \
+    kiln_status kiln_validate_##name(kiln_backend_t be, const kiln_tensor *dst);
+#include "kiln/ops.def"
+#undef X
+/* The validator of an op, NULL for KILN_OP_NONE and out-of-range values. */
+kiln_validate_fn kiln_op_validator(kiln_op op);
 
 /* t exists, has storage, and that storage belongs to be. */
 kiln_status kiln_check_storage(kiln_backend_t be, const kiln_tensor *t, const char *op,

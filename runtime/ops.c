@@ -113,37 +113,14 @@ kiln_status kiln_validate_gemm(kiln_backend_t be, const kiln_tensor *dst) {
 }
 
 static const kiln_validate_fn validators[KILN_OP_COUNT] = {
-    [KILN_OP_GEMM] = kiln_validate_gemm,
-    [KILN_OP_CONV2D] = kiln_validate_conv2d,
-    [KILN_OP_CONV2D_BWD_DATA] = kiln_validate_conv2d_bwd_data,
-    [KILN_OP_CONV2D_BWD_FILTER] = kiln_validate_conv2d_bwd_filter,
-    [KILN_OP_BIAS_GRAD] = kiln_validate_bias_grad,
-    [KILN_OP_POOL2D] = kiln_validate_pool2d,
-    [KILN_OP_POOL2D_BWD] = kiln_validate_pool2d_bwd,
-    [KILN_OP_LRN] = kiln_validate_lrn,
-    [KILN_OP_LRN_BWD] = kiln_validate_lrn_bwd,
-    [KILN_OP_COPY] = kiln_validate_copy,
-    [KILN_OP_CONCAT] = kiln_validate_concat,
-    [KILN_OP_ADD] = kiln_validate_add,
-    [KILN_OP_MUL] = kiln_validate_mul,
-    [KILN_OP_BIAS_ADD] = kiln_validate_bias_add,
-    [KILN_OP_AXPBY] = kiln_validate_axpby,
-    [KILN_OP_ACT] = kiln_validate_act,
-    [KILN_OP_ACT_BWD] = kiln_validate_act_bwd,
-    [KILN_OP_DROPOUT] = kiln_validate_dropout,
-    [KILN_OP_DROPOUT_BWD] = kiln_validate_dropout_bwd,
-    [KILN_OP_U8_TO_F32] = kiln_validate_u8_to_f32,
-    [KILN_OP_SUM_SQUARES] = kiln_validate_sum_squares,
-    [KILN_OP_SGD_UPDATE] = kiln_validate_sgd_update,
-    [KILN_OP_ADAM_UPDATE] = kiln_validate_adam_update,
-    [KILN_OP_BATCHNORM_STATS] = kiln_validate_batchnorm_stats,
-    [KILN_OP_BATCHNORM] = kiln_validate_batchnorm,
-    [KILN_OP_BATCHNORM_BWD_PARAMS] = kiln_validate_batchnorm_bwd_params,
-    [KILN_OP_BATCHNORM_BWD] = kiln_validate_batchnorm_bwd,
-    [KILN_OP_SOFTMAX_XENT] = kiln_validate_softmax_xent,
-    [KILN_OP_SOFTMAX_XENT_BWD] = kiln_validate_softmax_xent_bwd,
-    [KILN_OP_ACCURACY] = kiln_validate_accuracy,
+#define X(e, family, name, wmask) [KILN_OP_##e] = kiln_validate_##name,
+#include "kiln/ops.def"
+#undef X
 };
+
+kiln_validate_fn kiln_op_validator(kiln_op op) {
+    return (unsigned)op < KILN_OP_COUNT ? validators[op] : NULL;
+}
 
 kiln_status kiln_op_validate(kiln_backend_t be, const kiln_tensor *dst) {
     const char *op = kiln_op_name(dst->op);

@@ -16,7 +16,7 @@ static const struct {
 
 static const char *const op_names[KILN_OP_COUNT] = {
     [KILN_OP_NONE] = "none",
-#define X(e, family, name, wmask) [KILN_OP_##e] = name,
+#define X(e, family, name, wmask) [KILN_OP_##e] = #name,
 #include "kiln/ops.def"
 #undef X
 };

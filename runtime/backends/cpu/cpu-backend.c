@@ -64,36 +64,9 @@ static const struct kiln_backend_iface cpu_iface = {
 };
 
 const kiln_op_fn kiln_cpu_ops[KILN_OP_COUNT] = {
-    [KILN_OP_GEMM] = kiln_cpu_gemm,
-    [KILN_OP_CONV2D] = kiln_cpu_conv2d,
-    [KILN_OP_CONV2D_BWD_DATA] = kiln_cpu_conv2d_bwd_data,
-    [KILN_OP_CONV2D_BWD_FILTER] = kiln_cpu_conv2d_bwd_filter,
-    [KILN_OP_BIAS_GRAD] = kiln_cpu_bias_grad,
-    [KILN_OP_POOL2D] = kiln_cpu_pool2d,
-    [KILN_OP_POOL2D_BWD] = kiln_cpu_pool2d_bwd,
-    [KILN_OP_LRN] = kiln_cpu_lrn,
-    [KILN_OP_LRN_BWD] = kiln_cpu_lrn_bwd,
-    [KILN_OP_COPY] = kiln_cpu_copy,
-    [KILN_OP_CONCAT] = kiln_cpu_concat,
-    [KILN_OP_ADD] = kiln_cpu_add,
-    [KILN_OP_MUL] = kiln_cpu_mul,
-    [KILN_OP_BIAS_ADD] = kiln_cpu_bias_add,
-    [KILN_OP_AXPBY] = kiln_cpu_axpby,
-    [KILN_OP_ACT] = kiln_cpu_act,
-    [KILN_OP_ACT_BWD] = kiln_cpu_act_bwd,
-    [KILN_OP_DROPOUT] = kiln_cpu_dropout,
-    [KILN_OP_DROPOUT_BWD] = kiln_cpu_dropout_bwd,
-    [KILN_OP_U8_TO_F32] = kiln_cpu_u8_to_f32,
-    [KILN_OP_SUM_SQUARES] = kiln_cpu_sum_squares,
-    [KILN_OP_SGD_UPDATE] = kiln_cpu_sgd_update,
-    [KILN_OP_ADAM_UPDATE] = kiln_cpu_adam_update,
-    [KILN_OP_BATCHNORM_STATS] = kiln_cpu_batchnorm_stats,
-    [KILN_OP_BATCHNORM] = kiln_cpu_batchnorm,
-    [KILN_OP_BATCHNORM_BWD_PARAMS] = kiln_cpu_batchnorm_bwd_params,
-    [KILN_OP_BATCHNORM_BWD] = kiln_cpu_batchnorm_bwd,
-    [KILN_OP_SOFTMAX_XENT] = kiln_cpu_softmax_xent,
-    [KILN_OP_SOFTMAX_XENT_BWD] = kiln_cpu_softmax_xent_bwd,
-    [KILN_OP_ACCURACY] = kiln_cpu_accuracy,
+#define X(e, family, name, wmask) [KILN_OP_##e] = kiln_cpu_##name,
+#include "kiln/ops.def"
+#undef X
 };
 
 kiln_status kiln_cpu_backend_setup(kiln_backend_t be) {

@@ -162,36 +162,9 @@ static const struct kiln_backend_iface cl_iface = {
 };
 
 const kiln_op_fn kiln_cl_ops[KILN_OP_COUNT] = {
-    [KILN_OP_GEMM] = kiln_cl_gemm,
-    [KILN_OP_CONV2D] = kiln_cl_conv2d,
-    [KILN_OP_CONV2D_BWD_DATA] = kiln_cl_conv2d_bwd_data,
-    [KILN_OP_CONV2D_BWD_FILTER] = kiln_cl_conv2d_bwd_filter,
-    [KILN_OP_BIAS_GRAD] = kiln_cl_bias_grad,
-    [KILN_OP_POOL2D] = kiln_cl_pool2d,
-    [KILN_OP_POOL2D_BWD] = kiln_cl_pool2d_bwd,
-    [KILN_OP_LRN] = kiln_cl_lrn,
-    [KILN_OP_LRN_BWD] = kiln_cl_lrn_bwd,
-    [KILN_OP_COPY] = kiln_cl_copy,
-    [KILN_OP_CONCAT] = kiln_cl_concat,
-    [KILN_OP_ADD] = kiln_cl_add,
-    [KILN_OP_MUL] = kiln_cl_mul,
-    [KILN_OP_BIAS_ADD] = kiln_cl_bias_add,
-    [KILN_OP_AXPBY] = kiln_cl_axpby,
-    [KILN_OP_ACT] = kiln_cl_act,
-    [KILN_OP_ACT_BWD] = kiln_cl_act_bwd,
-    [KILN_OP_DROPOUT] = kiln_cl_dropout,
-    [KILN_OP_DROPOUT_BWD] = kiln_cl_dropout_bwd,
-    [KILN_OP_U8_TO_F32] = kiln_cl_u8_to_f32,
-    [KILN_OP_SUM_SQUARES] = kiln_cl_sum_squares,
-    [KILN_OP_SGD_UPDATE] = kiln_cl_sgd_update,
-    [KILN_OP_ADAM_UPDATE] = kiln_cl_adam_update,
-    [KILN_OP_BATCHNORM_STATS] = kiln_cl_batchnorm_stats,
-    [KILN_OP_BATCHNORM] = kiln_cl_batchnorm,
-    [KILN_OP_BATCHNORM_BWD_PARAMS] = kiln_cl_batchnorm_bwd_params,
-    [KILN_OP_BATCHNORM_BWD] = kiln_cl_batchnorm_bwd,
-    [KILN_OP_SOFTMAX_XENT] = kiln_cl_softmax_xent,
-    [KILN_OP_SOFTMAX_XENT_BWD] = kiln_cl_softmax_xent_bwd,
-    [KILN_OP_ACCURACY] = kiln_cl_accuracy,
+#define X(e, family, name, wmask) [KILN_OP_##e] = kiln_cl_##name,
+#include "kiln/ops.def"
+#undef X
 };
 
 kiln_status kiln_cl_backend_setup(kiln_backend_t be, const kiln_device_info *dev) {
