@@ -28,9 +28,6 @@ static const char *const op_families[KILN_OP_COUNT] = {
 #undef X
 };
 
-/* ops.def and the tables above must agree. */
-_Static_assert(sizeof op_names / sizeof op_names[0] == KILN_OP_COUNT, "op name table");
-
 size_t kiln_dtype_size(kiln_dtype t) {
     return (unsigned)t < KILN_DTYPE_COUNT ? dtypes[t].size : 0;
 }

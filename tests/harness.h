@@ -1,6 +1,7 @@
 /* The op test harness: one table of op cases (tests/cases-<family>.c), each run on every
    backend and compared with the cpu backend, and gradient-checked against finite differences
-   of a double-precision forward. test-backend-ops.c is the runner. */
+   of a double-precision forward. harness.c keeps the table and builds cases,
+   test-backend-ops.c is the runner, test-ops-registry.c checks every op has cases. */
 #ifndef KILN_TEST_HARNESS_H
 #define KILN_TEST_HARNESS_H
 
@@ -77,7 +78,15 @@ void kiln_case_output_is_input(tctx *x, int idx);
 /* Makes x->out the node: op, params, and src[i] = &in[i] for each bit i of src_mask. */
 void kiln_case_node(tctx *x, kiln_op op, const void *params, size_t size, unsigned src_mask);
 
-/* Family registration, one per tests/cases-<family>.c. */
+/* Frees the buffers a case's build allocated on x->be. */
+void kiln_case_release(tctx *x);
+
+/* The table, filled with every family's cases on the first call: *n cases in registration
+   order. kiln_cases_free empties it. */
+const tcase *kiln_cases(int *n);
+void kiln_cases_free(void);
+
+/* Family registration, one per tests/cases-<family>.c, called by kiln_cases. */
 void kiln_cases_gemm(void);
 void kiln_cases_conv(void);
 void kiln_cases_pool(void);
