@@ -104,6 +104,9 @@ struct km_node;
 void kt_pads(const struct km_node *nd, const struct km_node *x, int64_t kh, int64_t kw, int64_t sh,
              int64_t sw, int64_t dh, int64_t dw, int32_t p[4]);
 
+/* The class names of the training data (train-ckpt.c), kept for checkpoints and prediction. */
+kiln_status kt_names_from_data(struct kiln_trainer *t, kiln_dataset_t ds);
+
 /* 1 when path names Keras weights (a .keras archive or a .h5 weights file). */
 int kt_is_keras_weights(const char *path);
 /* Loads the weights of a Keras model (frontend/keras-weights.c) into t's parameters and

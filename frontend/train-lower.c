@@ -562,3 +562,14 @@ kiln_status kt_augment_specs(struct kiln_trainer *t) {
     strcpy(t->augment_train, spec);
     return KILN_OK;
 }
+
+/* Peak device memory of the two graphs and the optimizer state. */
+size_t kiln_trainer_device_bytes(kiln_trainer_t t) {
+    kiln_graph_memory a, b;
+    kiln_graph_get_memory(t->tg.g, &a);
+    kiln_graph_get_memory(t->eg.g, &b);
+    size_t state =
+        kiln_tensor_extent(&t->opt_a) + (t->opt_b.buffer ? kiln_tensor_extent(&t->opt_b) : 0);
+    return a.params + a.grads + a.inputs + a.activations + b.params + b.inputs + b.activations +
+           state;
+}

@@ -16,23 +16,8 @@
 #include "model-impl.h"
 #include "train-impl.h"
 
-#define FORMAT       "kiln-train-1"
 #define CHANCE_AVG   50 /* losses averaged by the chance-level check */
 #define CHANCE_RATIO 0.9
-
-void kiln_train_options_init(kiln_train_options *o) {
-    memset(o, 0, sizeof *o);
-    o->batch = 64;
-    o->epochs = 10;
-    o->optimizer = KILN_OPTIM_SGD;
-    o->momentum = 0.9f;
-    o->weight_decay = -1;
-    o->beta1 = 0.9f;
-    o->beta2 = 0.999f;
-    o->eps = 1e-8f;
-    o->step_gamma = 0.1f;
-    o->seed = 1;
-}
 
 /* A diagnostic (KILN_PROGRESS_MESSAGE, else kiln_log warn) or an informational line
    (KILN_PROGRESS_INFO, else kiln_log info). */
@@ -153,16 +138,6 @@ void kiln_trainer_free(kiln_trainer_t t) {
 
 const char *kiln_trainer_augment(kiln_trainer_t t, int training) {
     return training ? t->augment_train : t->augment_eval;
-}
-
-size_t kiln_trainer_device_bytes(kiln_trainer_t t) {
-    kiln_graph_memory a, b;
-    kiln_graph_get_memory(t->tg.g, &a);
-    kiln_graph_get_memory(t->eg.g, &b);
-    size_t state =
-        kiln_tensor_extent(&t->opt_a) + (t->opt_b.buffer ? kiln_tensor_extent(&t->opt_b) : 0);
-    return a.params + a.grads + a.inputs + a.activations + b.params + b.inputs + b.activations +
-           state;
 }
 
 /* ---- learning rate ---- */
@@ -424,207 +399,6 @@ kiln_status kiln_trainer_predict(kiln_trainer_t t, const uint8_t *images, int n,
     free(pl);
     free(logits);
     return st;
-}
-
-const char *kiln_trainer_class_name(kiln_trainer_t t, int cls) {
-    return cls >= 0 && cls < t->nclass_names ? t->class_list[cls] : NULL;
-}
-
-/* Keeps the '\n'-separated class names for the checkpoint and kiln_trainer_class_name. */
-static kiln_status set_class_names(struct kiln_trainer *t, const char *joined) {
-    size_t len = strlen(joined);
-    int n = 1;
-    for (const char *c = joined; *c; c++) n += *c == '\n';
-    char *copy = malloc(len + 1);
-    char **list = malloc(sizeof *list * (size_t)n + len + 1);
-    if (!copy || !list) {
-        free(copy);
-        free(list);
-        return oom();
-    }
-    memcpy(copy, joined, len + 1);
-    char *split = (char *)(list + n);
-    memcpy(split, joined, len + 1);
-    for (int k = 0; k < n; k++) {
-        list[k] = split;
-        split += strcspn(split, "\n");
-        if (*split) *split++ = '\0';
-    }
-    free(t->class_names);
-    free(t->class_list);
-    t->class_names = copy, t->class_list = list, t->nclass_names = n;
-    return KILN_OK;
-}
-
-/* The training data's class names (a newline inside a name becomes a space). */
-static kiln_status names_from_data(struct kiln_trainer *t, kiln_dataset_t ds) {
-    int n = kiln_dataset_num_classes(ds);
-    size_t len = 1;
-    for (int k = 0; k < n; k++) len += strlen(kiln_dataset_class_name(ds, k)) + 1;
-    char *joined = malloc(len), *w = joined;
-    if (!joined) return oom();
-    for (int k = 0; k < n; k++) {
-        const char *name = kiln_dataset_class_name(ds, k);
-        for (const char *c = name; *c; c++) *w++ = *c == '\n' ? ' ' : *c;
-        if (k + 1 < n) *w++ = '\n';
-    }
-    *w = '\0';
-    kiln_status st = n > 0 ? set_class_names(t, joined) : KILN_OK;
-    free(joined);
-    return st;
-}
-
-/* ---- checkpoints ---- */
-
-/* Parameters, running statistics and (unless weights_only) the optimizer state. */
-static int ckpt_list(struct kiln_trainer *t, kiln_ckpt_tensor *list, int weights_only) {
-    int n = 0;
-    for (int k = 0; k < t->nparams; k++)
-        list[n++] = (kiln_ckpt_tensor){t->params[k].name, t->params[k].train};
-    for (int k = 0; k < t->nbns; k++)
-        list[n++] = (kiln_ckpt_tensor){t->bns[k].name, t->bns[k].running};
-    if (weights_only) return n;
-    int sgd = t->o.optimizer == KILN_OPTIM_SGD;
-    list[n++] = (kiln_ckpt_tensor){sgd ? "optimizer.velocity" : "optimizer.m", &t->opt_a};
-    if (!sgd) list[n++] = (kiln_ckpt_tensor){"optimizer.v", &t->opt_b};
-    return n;
-}
-
-static const char *const optim_names[] = {"sgd", "adam", "adamw"};
-static const char *const sched_names[] = {"constant", "step", "cosine"};
-
-static int name_index(const char *const *names, int n, const char *name) {
-    for (int i = 0; name && i < n; i++)
-        if (!strcmp(names[i], name)) return i;
-    return -1;
-}
-
-const char *kiln_optim_name(kiln_optim_kind k) {
-    return (unsigned)k < 3 ? optim_names[k] : "?";
-}
-
-int kiln_optim_parse(const char *name, kiln_optim_kind *k) {
-    int i = name_index(optim_names, 3, name);
-    if (i >= 0) *k = (kiln_optim_kind)i;
-    return i >= 0 ? 0 : -1;
-}
-
-const char *kiln_sched_name(kiln_sched_kind k) {
-    return (unsigned)k < 3 ? sched_names[k] : "?";
-}
-
-int kiln_sched_parse(const char *name, kiln_sched_kind *k) {
-    int i = name_index(sched_names, 3, name);
-    if (i >= 0) *k = (kiln_sched_kind)i;
-    return i >= 0 ? 0 : -1;
-}
-
-kiln_status kiln_trainer_save(kiln_trainer_t t, const char *path) {
-    kiln_ckpt_tensor *list = malloc(sizeof *list * (size_t)(t->nparams + t->nbns + 2));
-    if (!list) return oom();
-    int n = ckpt_list(t, list, 0);
-    char epoch[32], step[32], gstep[32], seed[32], adam_t[32], classes[16], input[64], best[32];
-    snprintf(epoch, sizeof epoch, "%lld", (long long)t->epoch);
-    snprintf(step, sizeof step, "%lld", (long long)t->step);
-    snprintf(gstep, sizeof gstep, "%lld", (long long)t->global_step);
-    snprintf(seed, sizeof seed, "%llu", (unsigned long long)t->o.seed);
-    snprintf(adam_t, sizeof adam_t, "%lld", (long long)t->adam_t);
-    snprintf(classes, sizeof classes, "%d", t->classes);
-    snprintf(input, sizeof input, "%dx%dx%d", t->in_h, t->in_w, t->in_c);
-    snprintf(best, sizeof best, "%.6f", t->best_val_acc);
-    const char *meta[] = {"format",
-                          FORMAT,
-                          "model",
-                          kiln_model_file(t->model),
-                          "epoch",
-                          epoch,
-                          "step",
-                          step,
-                          "global_step",
-                          gstep,
-                          "seed",
-                          seed,
-                          "optimizer",
-                          kiln_optim_name(t->o.optimizer),
-                          "adam_t",
-                          adam_t,
-                          "classes",
-                          classes,
-                          "input",
-                          input,
-                          "best_val_acc",
-                          best,
-                          "augment",
-                          t->augment_train,
-                          t->class_names ? "class_names" : NULL,
-                          t->class_names,
-                          NULL};
-    kiln_status st = kiln_checkpoint_save(path, list, n, meta);
-    free(list);
-    return st;
-}
-
-static kiln_status meta_int(const char *path, const char *key, int64_t *out) {
-    char *v = NULL;
-    kiln_status st = kiln_checkpoint_metadata(path, key, &v);
-    if (st) return st;
-    char *end = NULL;
-    errno = 0;
-    long long x = v ? strtoll(v, &end, 10) : 0;
-    int bad = !v || end == v || *end || errno;
-    free(v);
-    if (bad)
-        return kiln_error(KILN_CORRUPT, "checkpoint %s: metadata '%s' is missing or not a number",
-                          path, key);
-    *out = x;
-    return KILN_OK;
-}
-
-kiln_status kiln_trainer_load(kiln_trainer_t t, const char *path, int weights_only) {
-    t->dist.synced = 0; /* ranks take rank 0's copy again before the next step */
-    if (kt_is_keras_weights(path)) {
-        if (!weights_only)
-            return kiln_error(KILN_INVALID_ARGUMENT,
-                              "%s: Keras weights hold no optimizer state or position: resume from "
-                              "a checkpoint written by kiln train",
-                              path);
-        return kt_load_keras_weights(t, path);
-    }
-    char *fmt = NULL, *opt = NULL;
-    kiln_status st = kiln_checkpoint_metadata(path, "format", &fmt);
-    if (!st && (!fmt || strcmp(fmt, FORMAT)))
-        st = kiln_error(KILN_CORRUPT, "checkpoint %s: not a kiln training checkpoint (format %s)",
-                        path, fmt ? fmt : "missing");
-    if (!st && !weights_only) {
-        st = kiln_checkpoint_metadata(path, "optimizer", &opt);
-        if (!st && (!opt || strcmp(opt, kiln_optim_name(t->o.optimizer))))
-            st = kiln_error(KILN_INVALID_ARGUMENT,
-                            "checkpoint %s: written with optimizer %s, resuming with %s", path,
-                            opt ? opt : "?", kiln_optim_name(t->o.optimizer));
-    }
-    free(fmt);
-    free(opt);
-    if (st) return st;
-    kiln_ckpt_tensor *list = malloc(sizeof *list * (size_t)(t->nparams + t->nbns + 2));
-    if (!list) return oom();
-    int n = ckpt_list(t, list, weights_only);
-    st = kiln_checkpoint_load(path, list, n);
-    free(list);
-    char *names = NULL;
-    if (!st) st = kiln_checkpoint_metadata(path, "class_names", &names);
-    if (!st && names) st = set_class_names(t, names);
-    free(names);
-    if (st || weights_only) return st;
-    int64_t e, s, g, a;
-    if ((st = meta_int(path, "epoch", &e)) || (st = meta_int(path, "step", &s)) ||
-        (st = meta_int(path, "global_step", &g)) || (st = meta_int(path, "adam_t", &a)))
-        return st;
-    t->epoch = e, t->step = s, t->global_step = g, t->adam_t = a;
-    char *best = NULL;
-    if (!kiln_checkpoint_metadata(path, "best_val_acc", &best) && best)
-        t->best_val_acc = strtod(best, NULL);
-    free(best);
-    return KILN_OK;
 }
 
 /* ---- training ---- */
@@ -973,7 +747,7 @@ kiln_status kiln_trainer_fit(kiln_trainer_t t, kiln_dataset_t train, kiln_datase
     if ((st = check_classes(t, train, "training")) ||
         (val && (st = check_classes(t, val, "validation"))))
         return st;
-    if ((st = names_from_data(t, train))) return st;
+    if ((st = kt_names_from_data(t, train))) return st;
     if ((st = make_loader(t, train, 1, &c.ld))) return st;
     c.steps = kiln_loader_steps_per_epoch(c.ld);
     if (t->step >= c.steps) t->epoch++, t->step = 0;
