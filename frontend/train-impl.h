@@ -76,6 +76,7 @@ struct kiln_trainer {
     char *augment_train, *augment_eval;
     /* position: the next step is (epoch, step) */
     int64_t epoch, step, global_step, adam_t;
+    int64_t fault_nan_step; /* KILN_FAULT_NAN_STEP: this global step's loss reads as NaN */
     double best_val_acc;
     kt_dist dist;
 };

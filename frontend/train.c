@@ -107,6 +107,8 @@ kiln_status kiln_trainer_create(kiln_model_t m, kiln_backend_t be, const kiln_tr
     t->batch = o->batch / world; /* this rank's share of every step */
     t->classes = tot.classes;
     t->best_val_acc = -1;
+    const char *fault = getenv("KILN_FAULT_NAN_STEP");
+    t->fault_nan_step = fault ? strtoll(fault, NULL, 10) : 0;
     if (!(st = kt_augment_specs(t)) && !(st = kt_lower(t)) && !(st = kt_init_params(t)))
         st = alloc_state(t);
     if (!st) st = kt_dist_setup(t);
@@ -619,6 +621,7 @@ static kiln_status train_step(fit_ctx *c, const kiln_batch *b, double lr, double
     if (!st) st = kiln_graph_forward(kg->g);
     if (!st) st = kiln_tensor_get(kg->loss, c->hbuf, sizeof(float) * (size_t)t->batch);
     if (st) return st;
+    if (t->fault_nan_step == t->global_step + 1) c->hbuf[0] = NAN; /* fault injection */
     *ok = finite_sum(c->hbuf, t->batch, loss);
     *acc = 0;
     if (*ok && (st = kiln_tensor_get(kg->top1, c->hbuf, sizeof(float) * (size_t)t->batch)))
