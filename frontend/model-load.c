@@ -8,11 +8,6 @@
 #include "model-impl.h"
 
 /* ---- the zoo (embedded by CMake) ---- */
-struct kiln_embedded_file {
-    const char *file;
-    const unsigned char *data;
-    size_t len;
-};
 extern const struct kiln_embedded_file kiln_embedded_zoo[];
 extern const size_t kiln_embedded_zoo_count;
 

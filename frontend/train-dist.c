@@ -49,14 +49,16 @@ kiln_status kt_dist_setup(struct kiln_trainer *t) {
     x->lo = malloc(sizeof *x->lo * (size_t)(P + 1));
     x->hi = malloc(sizeof *x->hi * (size_t)(P + 1));
     x->bucket_of = malloc(sizeof *x->bucket_of * (size_t)(P + 1));
-    x->left = calloc((size_t)(P + 1), sizeof *x->left);
+    x->size = calloc((size_t)(P + 1), sizeof *x->size);
+    x->left = malloc(sizeof *x->left * (size_t)(P + 1));
+    x->gather = malloc(sizeof *x->gather * 4 * (size_t)x->world);
     x->queue = malloc(sizeof *x->queue * (size_t)(P + 1));
     x->ev = calloc((size_t)(P + 1), sizeof *x->ev);
     x->wev = calloc((size_t)(P + 1), sizeof *x->wev);
     x->order = malloc(sizeof *x->order * (size_t)(P + 1));
     x->handle = malloc(sizeof *x->handle * (size_t)(P + 1));
-    if (!x->host || !x->lo || !x->hi || !x->bucket_of || !x->left || !x->queue || !x->ev ||
-        !x->wev || !x->order || !x->handle)
+    if (!x->host || !x->lo || !x->hi || !x->bucket_of || !x->size || !x->left || !x->gather ||
+        !x->queue || !x->ev || !x->wev || !x->order || !x->handle)
         return oom();
     /* From the last parameter down: bucket 0 completes first. The first parameter's bucket
        reaches down to element 0, the last one's up to the end (alignment gaps included). */
@@ -64,7 +66,7 @@ kiln_status kt_dist_setup(struct kiln_trainer *t) {
     int64_t hi = x->n;
     for (int k = P - 1; k >= 0; k--) {
         x->bucket_of[k] = b;
-        x->left[b]++;
+        x->size[b]++;
         int64_t lo = k ? grad_at(t, k) : 0;
         if (hi - lo >= cap || k == 0) {
             x->lo[b] = lo, x->hi[b] = hi;
@@ -88,7 +90,9 @@ void kt_dist_free(struct kiln_trainer *t) {
     free(x->lo);
     free(x->hi);
     free(x->bucket_of);
+    free(x->size);
     free(x->left);
+    free(x->gather);
     free(x->queue);
     free(x->ev);
     free(x->wev);
@@ -193,8 +197,7 @@ static kiln_status on_grad_ready(void *user, int k) {
 kiln_status kt_dist_backward(struct kiln_trainer *t) {
     kt_dist *x = &t->dist;
     if (x->world < 2) return kiln_graph_backward_run(t->tg.g);
-    for (int k = 0; k < t->nparams; k++) x->left[x->bucket_of[k]] = 0;
-    for (int k = 0; k < t->nparams; k++) x->left[x->bucket_of[k]]++;
+    memcpy(x->left, x->size, sizeof *x->left * (size_t)x->nbuckets);
     x->nqueued = x->started = x->written = 0;
     kiln_status st = kiln_graph_backward_run_hook(t->tg.g, on_grad_ready, t);
     while (!st && x->nqueued) st = start_oldest(x);

@@ -47,12 +47,13 @@ typedef struct kt_dist {
     int nbuckets; /* bucket b: elements [lo[b], hi[b]), parameters completing in backward order */
     int64_t *lo, *hi;
     int *bucket_of;         /* per parameter */
-    int *left;              /* per bucket: parameters whose gradient is still to come this step */
+    int *size, *left;       /* per bucket: its parameters; those still to come this step */
     int *queue;             /* buckets read back, their all-reduce not yet started */
     kiln_event_t *ev, *wev; /* per bucket: the copy to the host, the copy back */
     int *order, *handle;    /* buckets in the order their all-reduce started; its handle */
     int nqueued, started, written;
     double t_first; /* this step's first all-reduce start */
+    double *gather; /* [4 * world]: every rank's loss, accuracy, health, interrupt */
     kiln_trainer_dist_stats stats;
 } kt_dist;
 

@@ -632,8 +632,7 @@ static kiln_status train_step(fit_ctx *c, const kiln_batch *b, double lr, double
         /* Every rank learns every rank's loss, accuracy, health and interrupt: they all take
            the same decision (skip, stop, go on) and rank 0 reports the whole step. */
         double mine[4] = {*ok ? *loss : 0, *acc, *ok, t->o.interrupt && *t->o.interrupt};
-        double *all = malloc(sizeof *all * 4 * (size_t)W);
-        if (!all) return oom();
+        double *all = t->dist.gather;
         st = kiln_dist_gather(t->o.dist, mine, 4, all);
         int bad = -1;
         *loss = *acc = 0;
@@ -643,7 +642,6 @@ static kiln_status train_step(fit_ctx *c, const kiln_batch *b, double lr, double
             if (!all[4 * r + 2] && bad < 0) bad = r;
             if (all[4 * r + 3]) c->stop_all = 1;
         }
-        free(all);
         if (st) return st;
         *ok = bad < 0;
         if (!*ok) {

@@ -42,7 +42,6 @@ static int run_k(kiln_dist_t world, kiln_backend_t be, const char *model,
                  scale_row *row) {
     kiln_dist_t sub = NULL;
     if (kiln_dist_sub(world, k, &sub)) return kiln_cli_dist_fail(world, "bench scale");
-    int rc = 0;
     if (sub) {
         kiln_model_config cfg = *cfg1;
         cfg.batch = cfg1->batch * (alone ? 1 : k);
@@ -61,31 +60,24 @@ static int run_k(kiln_dist_t world, kiln_backend_t be, const char *model,
         if (!st) st = kiln_dist_barrier(sub);
         t1 = kiln_now_ms();
         if (!st) kiln_trainer_dist_stats_get(s.tr, &b);
-        if (st) {
-            kiln_bench_step_free(&s);
-            kiln_dist_finalize(sub);
-            return kiln_cli_dist_fail(world, "bench scale");
-        }
         double ms = (t1 - t0) / steps, n = (double)(b.steps - a.steps);
         row->ranks = k;
-        if (alone) {
+        if (!st && alone) {
             row->alone_img_s = 1e3 * cfg.batch * k / ms;
-            kiln_bench_step_free(&s);
-            kiln_dist_finalize(sub);
-            return kiln_dist_barrier(world) ? kiln_cli_dist_fail(world, "bench scale") : 0;
+        } else if (!st) {
+            row->step_ms = ms;
+            row->img_s = 1e3 * cfg.batch / ms;
+            row->allreduce_ms = n > 0 ? 1e3 * (b.allreduce_s - a.allreduce_s) / n : 0;
+            row->exposed_ms = n > 0 ? 1e3 * (b.exposed_s - a.exposed_s) / n : 0;
+            row->mib = k > 1 ? b.bytes_per_step / (1 << 20) : 0;
+            row->buckets = b.buckets;
         }
-        row->step_ms = ms;
-        row->img_s = 1e3 * cfg.batch / ms;
-        row->allreduce_ms = n > 0 ? 1e3 * (b.allreduce_s - a.allreduce_s) / n : 0;
-        row->exposed_ms = n > 0 ? 1e3 * (b.exposed_s - a.exposed_s) / n : 0;
-        row->mib = k > 1 ? b.bytes_per_step / (1 << 20) : 0;
-        row->buckets = b.buckets;
         kiln_bench_step_free(&s);
         kiln_dist_finalize(sub);
+        if (st) return kiln_cli_dist_fail(world, "bench scale");
     }
     /* The ranks outside wait here, sleeping between polls: they leave the cores free. */
-    if (kiln_dist_barrier(world)) rc = kiln_cli_dist_fail(world, "bench scale");
-    return rc;
+    return kiln_dist_barrier(world) ? kiln_cli_dist_fail(world, "bench scale") : 0;
 }
 
 static int write_json(const char *path, const char *model, const kiln_model_config *cfg,

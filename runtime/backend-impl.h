@@ -58,6 +58,13 @@ struct kiln_backend {
     int tune_measured, tune_loaded;
 };
 
+/* A file embedded at build time (runtime/cmake/embed-kernels.cmake: the kernels, the zoo). */
+struct kiln_embedded_file {
+    const char *file;
+    const unsigned char *data;
+    size_t len;
+};
+
 struct kiln_buffer {
     kiln_backend_t be;
     void *handle;

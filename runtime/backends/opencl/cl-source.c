@@ -6,11 +6,6 @@
 
 #include "cl-impl.h"
 
-struct kiln_embedded_file {
-    const char *file;
-    const unsigned char *data;
-    size_t len;
-};
 extern const struct kiln_embedded_file kiln_embedded_kernels[];
 extern const size_t kiln_embedded_kernels_count;
 
