@@ -21,6 +21,10 @@ int kt_is_keras_weights(const char *path) {
     return (n > 6 && !strcmp(path + n - 6, ".keras")) || (n > 3 && !strcmp(path + n - 3, ".h5"));
 }
 
+int kiln_is_keras_weights(const char *path) {
+    return kt_is_keras_weights(path);
+}
+
 #ifndef KILN_HAVE_HDF5
 
 kiln_status kt_load_keras_weights(struct kiln_trainer *t, const char *path) {

@@ -1,53 +1,14 @@
-/* The device's measured peak single-precision FLOP/s (kernels/peak.cl), so every benchmark
-   figure can also be read as a fraction of what the device does at best. */
+/* `kiln bench peak`: the device's measured peak single-precision FLOP/s (the library's
+   kiln_backend_peak_gflops), so every benchmark figure can also be read as a fraction of what
+   the device does at best. */
 #include <stdio.h>
 #include <string.h>
 
-#include "backends/opencl/cl-impl.h"
-#include "bench-util.h"
 #include "bench.h"
+#include "kiln/kiln.h"
 
 kiln_status kiln_bench_peak(kiln_backend_t be, double *gflops) {
-    *gflops = 0;
-    if (be->device.type == KILN_DEVICE_HOST)
-        return kiln_error(KILN_UNSUPPORTED, "peak probe: needs an OpenCL backend");
-    kiln_cl_ctx *cl = kiln_cl(be);
-    unsigned vec = be->device.pref_vec_float;
-    vec = vec >= 16 ? 16 : vec >= 8 ? 8 : vec >= 4 ? 4 : vec >= 2 ? 2 : 1;
-    char opts[64];
-    snprintf(opts, sizeof opts, "-DPEAK_VEC=%u -DPEAK_ITERS=1024", vec);
-    cl_kernel k;
-    kiln_status st = kiln_cl_get_kernel(cl, "peak.cl", "kiln_peak_fma", opts, &k);
-    if (st) return st;
-    /* Enough work-items to fill every compute unit many times over; grown until a run lasts
-       long enough to time. */
-    size_t global = (size_t)(be->device.compute_units ? be->device.compute_units : 1) *
-                    (be->device.type == KILN_DEVICE_CPU ? 64 : 2048);
-    kiln_buffer_t out = NULL;
-    double best = 0;
-    for (int attempt = 0; attempt < 12; attempt++) {
-        kiln_buffer_free(out);
-        if ((st = kiln_buffer_alloc(be, global * sizeof(float), &out))) return st;
-        cl_mem m = out->handle;
-        float a = 0.999f, b = 0.001f;
-        if ((st = kiln_cl_args(k, "kiln_peak_fma", 3, sizeof m, &m, sizeof a, &a, sizeof b, &b)))
-            break;
-        double ms = 0;
-        for (int r = 0; r < 4; r++) { /* first run warms up */
-            double t0 = kiln_now_ms();
-            if ((st = kiln_cl_launch(cl, k, "kiln_peak_fma", 1, &global, NULL)) ||
-                (st = kiln_backend_synchronize(be)))
-                break;
-            ms = kiln_now_ms() - t0;
-            double g = (double)global * 1024 * 8 * vec * 2 / (ms * 1e6);
-            if (r && g > best) best = g;
-        }
-        if (st || ms > 50) break;
-        global *= 2;
-    }
-    kiln_buffer_free(out);
-    *gflops = best;
-    return st;
+    return kiln_backend_peak_gflops(be, gflops);
 }
 
 int kiln_bench_peak_cmd(int argc, char **argv) {
@@ -65,7 +26,8 @@ int kiln_bench_peak_cmd(int argc, char **argv) {
     if (st)
         fprintf(stderr, "kiln bench peak: %s\n", kiln_last_error());
     else
-        printf("%s: measured peak %.1f GFLOP/s (fp32 multiply-add chains)\n", be->device.name, g);
+        printf("%s: measured peak %.1f GFLOP/s (fp32 multiply-add chains)\n",
+               kiln_backend_device(be)->name, g);
     kiln_backend_free(be);
     return st ? 1 : 0;
 }

@@ -10,7 +10,7 @@
 
 #include "bench-util.h"
 #include "bench.h"
-#include "cli.h"
+#include "kiln-tool.h"
 #include "kiln/kiln.h"
 
 typedef struct scale_row {

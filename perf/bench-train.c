@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend-impl.h"
+#include "kiln-util.h"
 #include "bench-util.h"
 #include "bench.h"
 #include "kiln/kiln.h"

@@ -9,7 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "backend-impl.h"
+#include "kiln-util.h"
 
 extern char **environ;
 

@@ -4,7 +4,6 @@
 #include <unistd.h>
 
 #include "bench.h"
-#include "cli.h"
 
 int kiln_cmd_bench(int argc, char **argv, const char *self) {
     /* Benchmarks re-run this executable (cold/warm processes, the data pipeline). */

@@ -6,6 +6,8 @@
 #include "kiln/model.h"
 #include "kiln/train.h"
 
+/* `kiln bench ...`: dispatches to the commands below. */
+int kiln_cmd_bench(int argc, char **argv, const char *self);
 int kiln_bench_gemm(int argc, char **argv, const char *self);
 /* Hidden: time to the first GEMM result in this process (run by bench gemm twice). */
 int kiln_bench_cache_probe(void);

@@ -4,6 +4,7 @@
 
 #include "kiln/backend.h"
 #include "kiln/log.h"
+#include "shared/kiln-util.h"
 
 /* An op implementation: computes dst->op into dst. Validation already happened. */
 typedef kiln_status (*kiln_op_fn)(kiln_backend_t be, kiln_tensor *dst);
@@ -130,44 +131,15 @@ typedef struct kiln_gemm_desc {
 } kiln_gemm_desc;
 kiln_status kiln_gemm_decode(const kiln_tensor *dst, kiln_gemm_desc *d);
 
-/* Error helper: sets the thread-local message and returns s. */
-kiln_status kiln_error(kiln_status s, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 2, 3)))
-#endif
-    ;
-/* Appends to the thread-local message (for context while unwinding). */
-void kiln_error_append(const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 1, 2)))
-#endif
-    ;
-
 /* <cache>/<sub> for compiled programs and tuning results (KILN_CACHE_DIR, else
    $XDG_CACHE_HOME/kiln, else ~/.cache/kiln), created if missing. *enabled = 0 when
    KILN_CACHE_DIR=off or the directory cannot be created (warned once, never fatal). */
 void kiln_cache_dir(const char *sub, char *out, size_t n, int *enabled);
-/* Writes a file atomically: temporary file in the same directory, fsync, rename, fsync of
-   the directory. Readers see the old file or the new one, never a torn one. */
-kiln_status kiln_write_file_atomic(const char *path, const void *data, size_t n);
-/* The streaming form: open, write any number of times, then commit (or abort). */
-typedef struct kiln_atomic_file kiln_atomic_file;
-kiln_status kiln_atomic_open(const char *path, kiln_atomic_file **out);
-kiln_status kiln_atomic_write(kiln_atomic_file *af, const void *data, size_t n);
-kiln_status kiln_atomic_commit(kiln_atomic_file *af);
-void kiln_atomic_abort(kiln_atomic_file *af);
 
 /* Runs fn on dst; under KILN_PROFILE also times it (synchronised) for the exit report. */
 kiln_status kiln_profile_run(kiln_backend_t be, kiln_op_fn fn, kiln_tensor *dst);
 /* Whether KILN_PROFILE is on; backends then report each device kernel's execution time. */
 int kiln_profile_enabled(void);
 void kiln_profile_kernel(const char *name, double seconds);
-
-/* Monotonic seconds, for timing and progress. */
-double kiln_time_s(void);
-
-/* 64-bit FNV-1a, chainable through `h`. */
-uint64_t kiln_hash64(uint64_t h, const void *data, size_t n);
-#define KILN_HASH_INIT 0xcbf29ce484222325ULL
 
 #endif

@@ -3,11 +3,11 @@
 #ifndef KILN_CLI_H
 #define KILN_CLI_H
 
+#include "kiln-tool.h"
 #include "kiln/dist.h"
 #include "kiln/status.h"
 
 int kiln_cmd_devices(int argc, char **argv);
-int kiln_cmd_bench(int argc, char **argv, const char *self);
 int kiln_cmd_data(int argc, char **argv);
 int kiln_cmd_summary(int argc, char **argv);
 int kiln_cmd_train(int argc, char **argv);
@@ -24,20 +24,9 @@ int kiln_cli_keras_weights_refused(const char *cmd, const char *model, const cha
 const char *kiln_cli_default_checkpoint(const char *model, const char *checkpoint);
 int kiln_cmd_export(int argc, char **argv);
 
-/* Shared flag parsers (0 on success): an integer in [lo, hi]; HxW or HxWxC (c = 0 when absent). */
-int kiln_cli_parse_int(const char *s, long long lo, long long hi, long long *out);
-int kiln_cli_parse_input(const char *s, int *h, int *w, int *c);
 /* The input size (HxWxC) and class count a checkpoint written by kiln train was trained for
    (its metadata); values already nonzero (from --input, --classes) are kept. */
 kiln_status kiln_cli_checkpoint_shape(const char *path, int *height, int *width, int *channels,
                                       int *classes);
-
-/* Data parallelism: joins the job mpirun started (a world of one otherwise) and sets this
-   rank's KILN_DEVICE; the data workers of one rank when the user gave none (the host's cores
-   shared by its ranks); a failure's message on stderr, naming rank and host, ending every rank
-   of the job (returns 1 alone). Errors are printed. */
-int kiln_cli_dist_start(const char *cmd, kiln_dist_t *out); /* 0: joined */
-int kiln_cli_dist_workers(kiln_dist_t d, int workers);
-int kiln_cli_dist_fail(kiln_dist_t d, const char *cmd);
 
 #endif

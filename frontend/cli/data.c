@@ -9,10 +9,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "backend-impl.h"
 #include "bench-util.h"
 #include "cli.h"
-#include "data/data-impl.h"
+#include "kiln-util.h"
 #include "kiln/data.h"
 #include "kiln/kiln.h"
 
@@ -555,32 +554,18 @@ static int cmd_info(int argc, char **argv) {
     long minw = 0, maxw = 0, minh = 0, maxh = 0;
     double sumw = 0, sumh = 0;
     size_t sized = 0;
-    kiln_decoder *d = NULL;
-    uint8_t *buf = NULL;
-    size_t cap = 0;
-    kiln_decode_limits lim = {ds->opt.max_pixels, ds->opt.max_side, o.accept_warnings, 1};
-    if (ds->kind != KILN_SRC_IDX && kiln_decoder_create(&d) != KILN_OK) return fail_msg("info");
+    kiln_dataset_scan_t scan;
+    if (kiln_dataset_scan_create(ds, o.accept_warnings, &scan) != KILN_OK) return fail_msg("info");
     for (size_t i = 0; per && i < n; i++) {
         int l = kiln_dataset_label(ds, i);
         per[l >= 0 && l < nc ? l : nc]++;
-        long w = ds->idx_w, h = ds->idx_h;
-        if (d) {
-            /* Every file is decoded (at 1/8 scale: the entropy decoding still sees it all). */
-            size_t len = 0;
-            kiln_jpeg_info info;
-            kiln_decoded dec;
-            kiln_status st = kiln_dataset_read_bytes(ds, i, &buf, &cap, &len);
-            if (st == KILN_OK) st = kiln_jpeg_header(d, buf, len, &lim, &info);
-            if (st == KILN_OK)
-                st = kiln_jpeg_decode_box(d, buf, len, &info, &lim, 3, 0, 0, info.owidth,
-                                          info.oheight, 1, 1, &dec);
-            if (st != KILN_OK) {
-                if (bad++ < 20)
-                    printf("  bad: %s: %s\n", kiln_dataset_sample_name(ds, i), kiln_last_error());
-                continue;
-            }
-            w = info.owidth, h = info.oheight;
+        int iw, ih;
+        if (kiln_dataset_scan_sample(scan, i, &iw, &ih) != KILN_OK) {
+            if (bad++ < 20)
+                printf("  bad: %s: %s\n", kiln_dataset_sample_name(ds, i), kiln_last_error());
+            continue;
         }
+        long w = iw, h = ih;
         if (!sized++) minw = maxw = w, minh = maxh = h;
         minw = w < minw ? w : minw, maxw = w > maxw ? w : maxw;
         minh = h < minh ? h : minh, maxh = h > maxh ? h : maxh;
@@ -592,8 +577,7 @@ static int cmd_info(int argc, char **argv) {
         printf("sizes: width %ld..%ld (mean %.0f), height %ld..%ld (mean %.0f)\n", minw, maxw,
                sumw / (double)sized, minh, maxh, sumh / (double)sized);
     printf("files that fail to decode: %zu\n", bad);
-    kiln_decoder_free(d);
-    free(buf);
+    kiln_dataset_scan_free(scan);
     free(per);
     kiln_dataset_free(ds);
     return 0;

@@ -6,13 +6,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend-impl.h"
 #include "cli.h"
+#include "kiln-util.h"
 #include "kiln/checkpoint.h"
 #include "kiln/kiln.h"
 #include "kiln/model.h"
 #include "kiln/train.h"
-#include "train-impl.h"
 
 /* The data pipeline's default limit against hostile files. */
 #define MAX_FILE_BYTES ((long)64 << 20)
@@ -159,7 +158,7 @@ kiln_status kiln_cli_checkpoint_shape(const char *path, int *height, int *width,
 
 static kiln_status setup(predict_opts *o, predictor *p) {
     memset(p, 0, sizeof *p);
-    int classes = 0, keras = kt_is_keras_weights(o->checkpoint);
+    int classes = 0, keras = kiln_is_keras_weights(o->checkpoint);
     /* Keras weights: the input size and classes are the model's own. */
     kiln_status st =
         keras ? KILN_OK : kiln_cli_checkpoint_shape(o->checkpoint, &o->h, &o->w, &o->c, &classes);

@@ -12,7 +12,6 @@
 #include "kiln/kiln.h"
 #include "kiln/model.h"
 #include "kiln/train.h"
-#include "train-impl.h"
 
 static void train_usage(FILE *f) {
     fprintf(f,
@@ -85,34 +84,6 @@ static int parse_double(const char *s, double lo, double hi, double *out) {
     double v = strtod(s, &e);
     if (e == s || *e || errno || !(v >= lo && v <= hi)) return -1;
     *out = v;
-    return 0;
-}
-
-int kiln_cli_parse_int(const char *s, long long lo, long long hi, long long *out) {
-    char *e;
-    errno = 0;
-    long long v = strtoll(s, &e, 10);
-    if (e == s || *e || errno || v < lo || v > hi) return -1;
-    *out = v;
-    return 0;
-}
-
-int kiln_cli_parse_input(const char *s, int *h, int *w, int *c) {
-    int v[3] = {0, 0, 0}, n = 0;
-    const char *p = s;
-    while (*p && n < 3) {
-        char *e;
-        long x = strtol(p, &e, 10);
-        if (e == p || x < 1 || x > 65536) return -1;
-        v[n++] = (int)x;
-        p = e;
-        if (*p == 'x')
-            p++;
-        else if (*p)
-            return -1;
-    }
-    if (*p || n < 2) return -1;
-    *h = v[0], *w = v[1], *c = v[2];
     return 0;
 }
 
@@ -393,7 +364,7 @@ static int setup(const char *cmd, cli_opts *o, session *s) {
     if (o->val && open_data(o->val, KILN_SPLIT_ALL, 0, seed, &s->val)) return fail(cmd, s);
     /* Evaluating Keras weights: the classes are the model's (its last Dense), which the
        evaluation checks the labels against; a test set may not hold every class. */
-    int classes = strcmp(cmd, "eval") || !o->checkpoint || !kt_is_keras_weights(o->checkpoint)
+    int classes = strcmp(cmd, "eval") || !o->checkpoint || !kiln_is_keras_weights(o->checkpoint)
                       ? kiln_dataset_num_classes(s->train)
                       : 0;
     kiln_model_config cfg = {o->input_h, o->input_w,

@@ -6,24 +6,7 @@
 #include <stdint.h>
 
 #include "kiln/data.h"
-
-/* ---- counter-based random numbers: the value at (key, counter) never depends on which
-   thread asks or how many draws happened elsewhere ---- */
-
-typedef struct kiln_rng {
-    uint64_t key;
-    uint64_t ctr;
-} kiln_rng;
-
-uint64_t kiln_mix64(uint64_t x);
-/* Key for (seed, epoch, index). */
-kiln_rng kiln_rng_make(uint64_t seed, uint64_t epoch, uint64_t index);
-uint64_t kiln_rng_u64(kiln_rng *r);
-/* [0, 1) with 53 bits. */
-double kiln_rng_uniform(kiln_rng *r);
-double kiln_rng_range(kiln_rng *r, double lo, double hi);
-/* Uniform integer in [0, n) (n > 0), unbiased. */
-uint64_t kiln_rng_below(kiln_rng *r, uint64_t n);
+#include "../shared/kiln-util.h"
 
 /* ---- sources ---- */
 
@@ -130,11 +113,5 @@ kiln_status kiln_resample(const uint8_t *src, int sw, int sh, int c, double bx, 
                           double bw, double bh, uint8_t *dst, int dw, int dh, kiln_scratch *s);
 /* 0: kiln_resample runs its plain C loops even where the CPU has AVX2 (tests compare both). */
 void kiln_resample_set_simd(int on);
-/* Converts between 1 and 3 channels (gray = BT.601 luma). */
-void kiln_convert_channels(const uint8_t *src, int n, int sc, uint8_t *dst, int dc);
-
-/* ---- TurboJPEG encoding for tools and tests ---- */
-kiln_status kiln_jpeg_encode(const uint8_t *pixels, int w, int h, int channels, int quality,
-                             uint8_t **jpg, size_t *n);
 
 #endif

@@ -601,3 +601,51 @@ kiln_status kiln_dataset_decode(kiln_dataset_t ds, size_t i, int channels, uint8
     free(buf);
     return named(ds, i, st);
 }
+
+struct kiln_dataset_scan {
+    kiln_dataset_t ds;
+    kiln_decoder *d; /* NULL for IDX */
+    kiln_decode_limits lim;
+    uint8_t *buf;
+    size_t cap;
+};
+
+kiln_status kiln_dataset_scan_create(kiln_dataset_t ds, int accept_warnings,
+                                     kiln_dataset_scan_t *out) {
+    *out = NULL;
+    kiln_dataset_scan_t s = calloc(1, sizeof *s);
+    if (!s) return kiln_error(KILN_OUT_OF_MEMORY, "dataset scan");
+    s->ds = ds;
+    s->lim = (kiln_decode_limits){ds->opt.max_pixels, ds->opt.max_side, accept_warnings, 1};
+    kiln_status st = ds->kind != KILN_SRC_IDX ? kiln_decoder_create(&s->d) : KILN_OK;
+    if (st != KILN_OK) {
+        free(s);
+        return st;
+    }
+    *out = s;
+    return KILN_OK;
+}
+
+kiln_status kiln_dataset_scan_sample(kiln_dataset_scan_t s, size_t i, int *width, int *height) {
+    if (!s->d) {
+        *width = s->ds->idx_w, *height = s->ds->idx_h;
+        return KILN_OK;
+    }
+    size_t len = 0;
+    kiln_jpeg_info info;
+    kiln_decoded dec;
+    kiln_status st = kiln_dataset_read_bytes(s->ds, i, &s->buf, &s->cap, &len);
+    if (st == KILN_OK) st = kiln_jpeg_header(s->d, s->buf, len, &s->lim, &info);
+    if (st == KILN_OK)
+        st = kiln_jpeg_decode_box(s->d, s->buf, len, &info, &s->lim, 3, 0, 0, info.owidth,
+                                  info.oheight, 1, 1, &dec);
+    if (st == KILN_OK) *width = info.owidth, *height = info.oheight;
+    return st;
+}
+
+void kiln_dataset_scan_free(kiln_dataset_scan_t s) {
+    if (!s) return;
+    kiln_decoder_free(s->d);
+    free(s->buf);
+    free(s);
+}

@@ -181,6 +181,9 @@ kiln_status kiln_trainer_save(kiln_trainer_t t, const char *path);
    model.weights.h5 read with libhdf5) or a Keras .weights.h5 file: its weights are converted to
    kiln's layouts (frontend/MODEL-FORMAT.md, "Keras models"). */
 kiln_status kiln_trainer_load(kiln_trainer_t t, const char *path, int weights_only);
+/* Whether kiln_trainer_load reads path as Keras weights (its name ends in .keras or .h5)
+   rather than as a kiln checkpoint. */
+int kiln_is_keras_weights(const char *path);
 
 /* The augmentation spec the trainer uses for training and for evaluation (the eval transform:
    deterministic resize/center crop only), "" when none. */

@@ -75,6 +75,10 @@ void kiln_backend_free(kiln_backend_t be);
 const char *kiln_backend_name(kiln_backend_t be);
 /* The device this backend runs on (type HOST for cpu). */
 const kiln_device_info *kiln_backend_device(kiln_backend_t be);
+/* Measures the peak fp32 GFLOP/s of an OpenCL backend's device (chains of multiply-adds,
+   kernels/peak.cl), so throughput figures can be read as a fraction of it. KILN_UNSUPPORTED on
+   a host (cpu) backend. */
+kiln_status kiln_backend_peak_gflops(kiln_backend_t be, double *gflops);
 /* Which implementation serves `op` on this backend: "cpu", "opencl", "clblast", "auto"
    (measured per shape), or NULL. */
 const char *kiln_backend_op_provider(kiln_backend_t be, kiln_op op);

@@ -89,11 +89,31 @@ int kiln_dataset_channels(kiln_dataset_t ds);
 kiln_status kiln_dataset_decode(kiln_dataset_t ds, size_t i, int channels, uint8_t **pixels,
                                 int *width, int *height);
 
+/* Checks every sample of a dataset in turn (`kiln data info`): a scan decodes each JPEG file
+   whole (at 1/8 scale: the entropy decoding still sees all of it) and reports its size after
+   EXIF orientation; IDX samples all have the file's size. accept_warnings: libjpeg warnings
+   (recoverable corruption) pass. Errors of one sample leave the scan usable for the next. */
+typedef struct kiln_dataset_scan *kiln_dataset_scan_t;
+kiln_status kiln_dataset_scan_create(kiln_dataset_t ds, int accept_warnings,
+                                     kiln_dataset_scan_t *out);
+kiln_status kiln_dataset_scan_sample(kiln_dataset_scan_t s, size_t i, int *width, int *height);
+void kiln_dataset_scan_free(kiln_dataset_scan_t s);
+
 /* Writes the samples of a JPEG source as tar shards OUT/shard-NNNNNN.tar of about shard_bytes
    (0 = 256 MiB) each, members NNNNNNNN.jpg + NNNNNNNN.cls (class index as text), and
    OUT/classes.txt (class names, one a line). Files are copied verbatim, bad ones included. */
 kiln_status kiln_data_pack(kiln_dataset_t ds, const char *out_dir, uint64_t shard_bytes,
                            int *shards_written);
+
+/* ---- image helpers for tools ---- */
+
+/* Converts n pixels from sc to dc channels, each 1 or 3 (gray = BT.601 luma); src and dst may
+   be the same buffer. */
+void kiln_convert_channels(const uint8_t *src, int n, int sc, uint8_t *dst, int dc);
+/* Encodes a w x h HWC image (channels 1: grayscale, 3: RGB, 4:2:0) as JPEG at quality 1..100
+   with TurboJPEG into a malloc'ed buffer. */
+kiln_status kiln_jpeg_encode(const uint8_t *pixels, int w, int h, int channels, int quality,
+                             uint8_t **jpg, size_t *n);
 
 /* ---- augmentation spec ---- */
 

@@ -5,7 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cli.h"
+#include "kiln-tool.h"
 #include "kiln/backend.h"
 #include "kiln/kiln.h"
 
