@@ -104,7 +104,8 @@ static cl_int kiln_gemm_parse_override(const char *s, struct kiln_gemm_tune *t) 
     return CL_SUCCESS;
 }
 
-cl_int kiln_gemm_tune_for_device(cl_device_id dev, struct kiln_gemm_tune *out) {
+cl_int kiln_gemm_tune_for_device(cl_device_id dev, const char *override,
+                                 struct kiln_gemm_tune *out) {
     if (out == NULL) return CL_INVALID_VALUE;
     cl_device_type type = 0;
     cl_int err = clGetDeviceInfo(dev, CL_DEVICE_TYPE, sizeof type, &type, NULL);
@@ -145,9 +146,8 @@ cl_int kiln_gemm_tune_for_device(cl_device_id dev, struct kiln_gemm_tune *out) {
     }
     if (t.pack_wg > max_wg) t.pack_wg = (unsigned)max_wg;
 
-    const char *env = getenv("KILN_TUNE_GEMM");
-    if (env != NULL) {
-        err = kiln_gemm_parse_override(env, &t);
+    if (override != NULL) {
+        err = kiln_gemm_parse_override(override, &t);
         if (err != CL_SUCCESS) return err;
         if ((size_t)t.wg_m * t.wg_n > max_wg || t.pack_wg > max_wg) return CL_INVALID_VALUE;
     }

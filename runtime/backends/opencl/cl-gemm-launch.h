@@ -19,9 +19,11 @@ struct kiln_gemm_tune {
 };
 
 /* Default tunables for a device (a table keyed by device type, limits queried from `dev`),
-   then KILN_TUNE_GEMM="TILE_M=8,TILE_N=32" on top; a bad override is CL_INVALID_VALUE.
+   then `override` (the value of KILN_TUNE_GEMM, e.g. "TILE_M=8,TILE_N=32"; NULL: none) on top;
+   a bad override is CL_INVALID_VALUE.
    Names: TILE_M TILE_N VEC_N K_UNROLL WG_M WG_N PACK_WG DIRECT_A DIRECT_B_M. */
-cl_int kiln_gemm_tune_for_device(cl_device_id dev, struct kiln_gemm_tune *out);
+cl_int kiln_gemm_tune_for_device(cl_device_id dev, const char *override,
+                                 struct kiln_gemm_tune *out);
 
 /* Returns a cached kernel from kernels/gemm.cl built with build_options (not to be released). */
 typedef cl_kernel (*kiln_gemm_get_kernel_fn)(void *user, const char *kernel_name,

@@ -28,14 +28,16 @@ static kiln_status gemm_tune(kiln_backend_t be, const struct kiln_gemm_tune **ou
     if (!cl->gemm_tune) {
         struct kiln_gemm_tune *t = calloc(1, sizeof *t);
         if (!t) return kiln_error(KILN_OUT_OF_MEMORY, "gemm: out of host memory");
-        cl_int err = kiln_gemm_tune_for_device(cl->device, t);
+        /* KILN_TUNE_GEMM is read here alone, once per backend (the tunables are kept). */
+        const char *override = getenv("KILN_TUNE_GEMM");
+        cl_int err = kiln_gemm_tune_for_device(cl->device, override, t);
         if (err != CL_SUCCESS) {
             free(t);
             return kiln_error(KILN_INVALID_ARGUMENT,
                               "KILN_TUNE_GEMM='%s' is not valid for gemm.cl (names: TILE_M, "
                               "TILE_N, VEC_N, K_UNROLL, WG_M, WG_N, PACK_WG, DIRECT_A, "
                               "DIRECT_B_M)",
-                              getenv("KILN_TUNE_GEMM") ? getenv("KILN_TUNE_GEMM") : "");
+                              override ? override : "");
         }
         t->build_options = t->options_buf;
         kiln_status st = kiln_cl_loop_budget(cl, &t->loop_budget);
