@@ -229,10 +229,12 @@ static cl_int kiln_gemm_enqueue_pack(cl_command_queue q, cl_kernel kern, size_t 
 
 cl_int kiln_gemm_enqueue(cl_command_queue q, const struct kiln_gemm_tune *tune,
                          kiln_gemm_get_kernel_fn get_kernel, kiln_gemm_get_scratch_fn get_scratch,
-                         void *user, const struct kiln_gemm_call *call) {
+                         void *user, const kiln_gemm_desc *call) {
     if (q == NULL || tune == NULL || get_kernel == NULL || get_scratch == NULL || call == NULL ||
         !kiln_gemm_tune_valid(tune))
         return CL_INVALID_VALUE;
+    cl_mem mem_a = (cl_mem)call->a->buffer->handle, mem_b = (cl_mem)call->b->buffer->handle,
+           mem_c = (cl_mem)call->c->buffer->handle;
     const size_t m = call->m, n = call->n, k = call->k, batch = call->batch;
     if (m == 0 || n == 0 || batch == 0) return CL_SUCCESS;
     if (m > UINT_MAX / 2 || n > UINT_MAX / 2 || k > UINT_MAX / 2) return CL_INVALID_VALUE;
@@ -255,7 +257,7 @@ cl_int kiln_gemm_enqueue(cl_command_queue q, const struct kiln_gemm_tune *tune,
         if (k > kc) {
             struct kiln_gemm_tune whole = *tune;
             whole.loop_budget = 0;
-            struct kiln_gemm_call part = *call;
+            kiln_gemm_desc part = *call;
             for (size_t k0 = 0; k0 < k; k0 += kc) {
                 part.k = k - k0 < kc ? k - k0 : kc;
                 part.off_a = call->off_a + k0 * (call->trans_a ? call->ld_a : 1);
@@ -344,24 +346,23 @@ cl_int kiln_gemm_enqueue(cl_command_queue q, const struct kiln_gemm_tune *tune,
     if (pack_a) {
         oa = (struct kiln_gemm_operand){scratch, a_base, bcast_a ? 0 : per, k * tm, 1, tm};
     } else {
-        oa =
-            (struct kiln_gemm_operand){call->a, call->off_a, call->stride_a, tm * a_rs, a_rs, a_ks};
+        oa = (struct kiln_gemm_operand){mem_a, call->off_a, call->stride_a, tm * a_rs, a_rs, a_ks};
     }
     if (pack_b) {
         ob = (struct kiln_gemm_operand){scratch, b_base, bcast_b ? 0 : per, k * tn, 1, tn};
     } else {
-        ob = (struct kiln_gemm_operand){call->b, call->off_b, call->stride_b, tn, 1, b_ks};
+        ob = (struct kiln_gemm_operand){mem_b, call->off_b, call->stride_b, tn, 1, b_ks};
     }
     if (k == 0) /* nothing is packed or read; any valid buffer will do */
-        oa.mem = call->a, ob.mem = call->b;
+        oa.mem = mem_a, ob.mem = mem_b;
 
     if (pack_a_k != NULL && bcast_a) {
-        err = kiln_gemm_enqueue_pack(q, pack_a_k, pack_wg, call->a, call->off_a, a_rs, a_ks, 0,
+        err = kiln_gemm_enqueue_pack(q, pack_a_k, pack_wg, mem_a, call->off_a, a_rs, a_ks, 0,
                                      scratch, a_base, 0, m, k, tm, 1);
         if (err != CL_SUCCESS) return err;
     }
     if (pack_b_k != NULL && bcast_b) {
-        err = kiln_gemm_enqueue_pack(q, pack_b_k, pack_wg, call->b, call->off_b, b_rs, b_ks, 0,
+        err = kiln_gemm_enqueue_pack(q, pack_b_k, pack_wg, mem_b, call->off_b, b_rs, b_ks, 0,
                                      scratch, b_base, 0, n, k, tn, 1);
         if (err != CL_SUCCESS) return err;
     }
@@ -369,13 +370,13 @@ cl_int kiln_gemm_enqueue(cl_command_queue q, const struct kiln_gemm_tune *tune,
     for (size_t b0 = 0; b0 < batch; b0 += chunk) {
         const size_t cnt = batch - b0 < chunk ? batch - b0 : chunk;
         if (pack_a_k != NULL && !bcast_a) {
-            err = kiln_gemm_enqueue_pack(q, pack_a_k, pack_wg, call->a,
+            err = kiln_gemm_enqueue_pack(q, pack_a_k, pack_wg, mem_a,
                                          call->off_a + b0 * call->stride_a, a_rs, a_ks,
                                          call->stride_a, scratch, a_base, per, m, k, tm, cnt);
             if (err != CL_SUCCESS) return err;
         }
         if (pack_b_k != NULL && !bcast_b) {
-            err = kiln_gemm_enqueue_pack(q, pack_b_k, pack_wg, call->b,
+            err = kiln_gemm_enqueue_pack(q, pack_b_k, pack_wg, mem_b,
                                          call->off_b + b0 * call->stride_b, b_rs, b_ks,
                                          call->stride_b, scratch, b_base, per, n, k, tn, cnt);
             if (err != CL_SUCCESS) return err;
@@ -394,7 +395,7 @@ cl_int kiln_gemm_enqueue(cl_command_queue q, const struct kiln_gemm_tune *tune,
             {sizeof oa.ps, &oa.ps},       {sizeof oa.rs, &oa.rs}, {sizeof oa.ks, &oa.ks},
             {sizeof ob.mem, &ob.mem},     {sizeof b_off, &b_off}, {sizeof ob.stride, &ob.stride},
             {sizeof ob.ps, &ob.ps},       {sizeof ob.ks, &ob.ks}, {sizeof b_padded, &b_padded},
-            {sizeof call->c, &call->c},   {sizeof c_off, &c_off}, {sizeof ldc, &ldc},
+            {sizeof mem_c, &mem_c},       {sizeof c_off, &c_off}, {sizeof ldc, &ldc},
             {sizeof c_stride, &c_stride}, {sizeof u_m, &u_m},     {sizeof u_n, &u_n},
             {sizeof u_k, &u_k},           {sizeof alpha, &alpha}, {sizeof beta, &beta},
         };

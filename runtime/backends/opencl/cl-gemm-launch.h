@@ -1,10 +1,12 @@
-/* Internal: host side of kiln's own OpenCL SGEMM (kernels/gemm.cl), in plain OpenCL terms so
-   that the kernel can be developed and benchmarked outside the runtime. */
+/* Internal: host side of kiln's own OpenCL SGEMM (kernels/gemm.cl): OpenCL handles and error
+   codes, and the runtime's GEMM descriptor (kiln_gemm_desc, backend-impl.h) for the call. */
 #ifndef KILN_CL_GEMM_LAUNCH_H
 #define KILN_CL_GEMM_LAUNCH_H
 
 #define CL_TARGET_OPENCL_VERSION 120
 #include <CL/cl.h>
+
+#include "../../backend-impl.h"
 
 struct kiln_gemm_tune {
     const char *build_options; /* points into options_buf; re-point after copying */
@@ -31,24 +33,11 @@ typedef cl_kernel (*kiln_gemm_get_kernel_fn)(void *user, const char *kernel_name
 /* Returns a scratch buffer of at least `bytes`, valid until the next call (not to be released). */
 typedef cl_mem (*kiln_gemm_get_scratch_fn)(void *user, size_t bytes, cl_int *err);
 
-/* Row-major: element (i,j) of a stored matrix X is X[off + i*ld + j]; all in elements.
-   op(A) is m x k, op(B) is k x n; a batch stride of 0 broadcasts that operand. */
-struct kiln_gemm_call {
-    int trans_a, trans_b;
-    size_t m, n, k, batch;
-    float alpha, beta;
-    cl_mem a;
-    size_t off_a, ld_a, stride_a;
-    cl_mem b;
-    size_t off_b, ld_b, stride_b;
-    cl_mem c;
-    size_t off_c, ld_c, stride_c;
-};
-
-/* Enqueues C = alpha*op(A)*op(B) + beta*C on the in-order queue q (non-blocking). beta == 0
-   never reads C. */
+/* Enqueues C = alpha*op(A)*op(B) + beta*C on the in-order queue q (non-blocking), the GEMM
+   that kiln_gemm_decode described (row-major, in elements; a batch stride of 0 broadcasts that
+   operand; a, b and c on buffers of this OpenCL backend). beta == 0 never reads C. */
 cl_int kiln_gemm_enqueue(cl_command_queue q, const struct kiln_gemm_tune *tune,
                          kiln_gemm_get_kernel_fn get_kernel, kiln_gemm_get_scratch_fn get_scratch,
-                         void *user, const struct kiln_gemm_call *call);
+                         void *user, const kiln_gemm_desc *call);
 
 #endif

@@ -57,31 +57,8 @@ kiln_status kiln_cl_gemm(kiln_backend_t be, kiln_tensor *dst) {
     if (st) return st;
     const struct kiln_gemm_tune *tune = NULL;
     if ((st = gemm_tune(be, &tune))) return st;
-    struct kiln_gemm_call call = {
-        .trans_a = g.trans_a,
-        .trans_b = g.trans_b,
-        .m = g.m,
-        .n = g.n,
-        .k = g.k,
-        .batch = g.batch,
-        .alpha = g.alpha,
-        .beta = g.beta,
-        .a = (cl_mem)g.a->buffer->handle,
-        .off_a = g.off_a,
-        .ld_a = g.ld_a,
-        .stride_a = g.stride_a,
-        .b = (cl_mem)g.b->buffer->handle,
-        .off_b = g.off_b,
-        .ld_b = g.ld_b,
-        .stride_b = g.stride_b,
-        .c = (cl_mem)g.c->buffer->handle,
-        .off_c = g.off_c,
-        .ld_c = g.ld_c,
-        .stride_c = g.stride_c,
-    };
     kiln_clear_error();
-    cl_int err =
-        kiln_gemm_enqueue(kiln_cl(be)->queue, tune, get_kernel, get_scratch, be->ctx, &call);
+    cl_int err = kiln_gemm_enqueue(kiln_cl(be)->queue, tune, get_kernel, get_scratch, be->ctx, &g);
     if (err == CL_SUCCESS) return KILN_OK;
     /* A kernel-build or scratch failure already left its detail (the build log). */
     if (*kiln_last_error()) return err == CL_BUILD_PROGRAM_FAILURE ? KILN_BUILD : KILN_OPENCL;
