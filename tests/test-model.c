@@ -523,7 +523,7 @@ static void test_zoo(void) {
         kiln_model_free(m);
         n++;
     }
-    CHECK(n == 8, "zoo has 8 models, got %d", n);
+    CHECK(n == 10, "zoo has 10 models, got %d", n);
 
     static const int vgg11[] = {64, 0, 128, 0, 256, 256, 0, 512, 512, 0, 512, 512, 0, -1};
     static const int vgg13[] = {64, 64, 0, 128, 128, 0, 256, 256, 0, 512, 512, 0, 512, 512, 0, -1};
@@ -555,6 +555,10 @@ static void test_zoo(void) {
     check_zoo("vgg16-narrow", 224, 3, 1000, vgg_params(vgg16n, 3, 224, 1000));
     check_zoo("vgg19-narrow", 28, 1, 10, vgg_params(vgg19n, 1, 28, 10));
     check_zoo("vgg19-narrow", 32, 3, 100, vgg_params(vgg19n, 3, 32, 100));
+    /* The BN variants: each convolution drops its C biases and its batchnorm adds 2C
+       (gamma, beta), so C more per convolution: 1,248 for vgg16-narrow, 1,600 for vgg19-narrow. */
+    check_zoo("vgg16-narrow-bn", 28, 1, 10, 18485770 + 1248);
+    check_zoo("vgg19-narrow-bn", 28, 1, 10, vgg_params(vgg19n, 1, 28, 10) + 1600);
 
     /* AlexNet (torchvision): conv 3->64 k11, 64->192 k5, 192->384 k3, 384->256 k3,
        256->256 k3, then 256*6*6 -> 4096 -> 4096 -> 1000:
