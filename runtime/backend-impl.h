@@ -88,6 +88,16 @@ extern const kiln_op_fn kiln_cl_ops[KILN_OP_COUNT];
 extern const kiln_op_fn kiln_clblast_ops[KILN_OP_COUNT];
 extern const kiln_supports_fn kiln_clblast_supports[KILN_OP_COUNT];
 
+/* Other algorithms of a backend's op that auto weighs against its default one per shape
+   (opencl's Winograd convolutions); a list ended by fn == NULL. */
+typedef struct {
+    kiln_op op;
+    kiln_op_fn fn;
+    kiln_supports_fn supports;
+    const char *name;
+} kiln_op_variant;
+extern const kiln_op_variant kiln_cl_variants[];
+
 /* Backend constructors: fill iface/ctx/device of a zeroed backend. */
 kiln_status kiln_cpu_backend_setup(kiln_backend_t be);
 kiln_status kiln_cl_backend_setup(kiln_backend_t be, const kiln_device_info *dev);

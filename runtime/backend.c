@@ -305,10 +305,10 @@ kiln_status kiln_backend_init(const char *bspec, const char *dspec, kiln_backend
         return st;
     }
     int on_device = sel.device_index >= 0;
-    /* auto measures per shape where an op has several implementations: kiln's kernels,
-       CLBlast's, and on CPU devices OpenBLAS's GEMM on the buffers mapped in place (the host
-       fallback, zero-copy there). Not under Oclgrind, a simulator, nor for ops that update
-       their sources in place. */
+    /* auto measures per shape where an op has several implementations: kiln's kernels (and
+       their other algorithms, kiln_cl_variants), CLBlast's, and on CPU devices OpenBLAS's GEMM on
+       the buffers mapped in place (the host fallback, zero-copy there). Not under Oclgrind, a
+       simulator, nor for ops that update their sources in place. */
     int can_tune = on_device && !is_oclgrind(&be->device);
     int clblast = can_tune && kiln_clblast_available(be);
     int host_gemm = can_tune && be->device.type == KILN_DEVICE_CPU;
@@ -316,13 +316,18 @@ kiln_status kiln_backend_init(const char *bspec, const char *dspec, kiln_backend
         int want_auto = bs.override[op] == PROV_AUTO || (bs.override[op] < 0 && bs.auto_base);
         int with_clblast = clblast && providers[PROV_CLBLAST].ops[op];
         int with_host = host_gemm && op == KILN_OP_GEMM;
+        int with_variant = 0;
+        for (const kiln_op_variant *v = kiln_cl_variants; v->fn; v++)
+            with_variant |= (int)v->op == op;
         if (can_tune && want_auto && !kiln_op_written_srcs((kiln_op)op) &&
-            providers[PROV_OPENCL].ops[op] && (with_clblast || with_host)) {
+            providers[PROV_OPENCL].ops[op] && (with_clblast || with_host || with_variant)) {
             if (!be->tuner && (st = kiln_tuner_init(be))) {
                 kiln_backend_free(be);
                 return st;
             }
             kiln_tuner_add(be, (kiln_op)op, providers[PROV_OPENCL].ops[op], NULL, "opencl");
+            for (const kiln_op_variant *v = kiln_cl_variants; v->fn; v++)
+                if ((int)v->op == op) kiln_tuner_add(be, (kiln_op)op, v->fn, v->supports, v->name);
             if (with_clblast)
                 kiln_tuner_add(be, (kiln_op)op, providers[PROV_CLBLAST].ops[op],
                                supports_of(PROV_CLBLAST, op), "clblast");

@@ -167,6 +167,13 @@ const kiln_op_fn kiln_cl_ops[KILN_OP_COUNT] = {
 #undef X
 };
 
+const kiln_op_variant kiln_cl_variants[] = {
+    {KILN_OP_CONV2D, kiln_cl_conv2d_winograd, kiln_cl_supports_conv2d_winograd, "opencl-winograd"},
+    {KILN_OP_CONV2D_BWD_DATA, kiln_cl_conv2d_bwd_data_winograd,
+     kiln_cl_supports_conv2d_bwd_data_winograd, "opencl-winograd"},
+    {KILN_OP_NONE, NULL, NULL, NULL},
+};
+
 kiln_status kiln_cl_backend_setup(kiln_backend_t be, const kiln_device_info *dev) {
     kiln_cl_ctx *cl = calloc(1, sizeof *cl);
     if (!cl) return kiln_error(KILN_OUT_OF_MEMORY, "opencl backend: out of host memory");

@@ -93,11 +93,7 @@ static int is_pointwise(const geom *g) {
            !g->p.pad_b && !g->p.pad_l && !g->p.pad_r;
 }
 
-/* A matrix operand in elements: (batch x) rows x cols at mem[off + b*stride + r*ld + c]. */
-typedef struct {
-    cl_mem mem;
-    size_t off, ld, stride; /* stride 0: the same matrix for every batch entry */
-} mat;
+typedef kiln_cl_mat mat;
 
 /* A device buffer that only kernels write. */
 static kiln_status new_buffer(kiln_backend_t be, size_t bytes, cl_mem *out) {
@@ -106,9 +102,9 @@ static kiln_status new_buffer(kiln_backend_t be, size_t bytes, cl_mem *out) {
     return st;
 }
 
-/* Runs the backend's GEMM op on raw buffers by dressing them as tensors. */
-static kiln_status gemm(kiln_backend_t be, int ta, int tb, size_t m, size_t n, size_t k,
-                        size_t batch, float beta, mat a, mat b, mat c) {
+kiln_status kiln_cl_conv_gemm(kiln_backend_t be, int ta, int tb, size_t m, size_t n, size_t k,
+                              size_t batch, float beta, kiln_cl_mat a, kiln_cl_mat b,
+                              kiln_cl_mat c) {
     kiln_op_fn fn = be->ops[KILN_OP_GEMM];
     if (!fn) return kiln_error(KILN_UNSUPPORTED, "conv: backend %s has no GEMM", be->name);
     const mat *ms[3] = {&a, &b, &c};
@@ -220,34 +216,34 @@ static void workspace_free(workspace *ws) {
     if (ws->mem) clReleaseMemObject(ws->mem);
 }
 
-/* The algorithm choices: KILN_TUNE_CONV="DIRECT_MAX_C=n,TILE=0|1" over the defaults (the
-   device type's; TILE follows KILN_KERNELS). */
-typedef struct {
-    size_t direct_max_c;
-    int tile;
-} conv_tune;
-
-static kiln_status tune(kiln_backend_t be, conv_tune *t) {
+/* The algorithm choices: KILN_TUNE_CONV="DIRECT_MAX_C=n,TILE=0|1,WINOGRAD=0|1" over the
+   defaults (the device type's; TILE follows KILN_KERNELS; Winograd where auto measures it
+   faster). */
+kiln_status kiln_cl_conv_tune_get(kiln_backend_t be, kiln_cl_conv_tune *t) {
     int cpu = be->device.type == KILN_DEVICE_CPU;
     t->direct_max_c = cpu ? KILN_CONV_DIRECT_MAX_C_CPU : KILN_CONV_DIRECT_MAX_C_GPU;
     t->tile = kiln_cl(be)->cpu_kernels;
+    t->winograd = -1;
     const char *v = getenv("KILN_TUNE_CONV");
     for (const char *p = v; p && *p;) {
-        static const char *names[2] = {"DIRECT_MAX_C=", "TILE="};
+        static const char *names[3] = {"DIRECT_MAX_C=", "TILE=", "WINOGRAD="};
         int which = -1;
-        for (int i = 0; i < 2; i++)
+        for (int i = 0; i < 3; i++)
             if (!strncmp(p, names[i], strlen(names[i]))) which = i;
         const char *num = which < 0 ? p : p + strlen(names[which]);
         char *end = NULL;
         unsigned long n = *num >= '0' && *num <= '9' ? strtoul(num, &end, 10) : 0;
-        if (which < 0 || !end || (*end && *end != ',') || (which == 1 && n > 1))
+        if (which < 0 || !end || (*end && *end != ',') || (which > 0 && n > 1))
             return kiln_error(KILN_INVALID_ARGUMENT,
-                              "KILN_TUNE_CONV='%s' is not valid (names: DIRECT_MAX_C=n, TILE=0|1)",
+                              "KILN_TUNE_CONV='%s' is not valid (names: DIRECT_MAX_C=n, TILE=0|1, "
+                              "WINOGRAD=0|1)",
                               v);
         if (which == 0)
             t->direct_max_c = n;
-        else
+        else if (which == 1)
             t->tile = (int)n;
+        else
+            t->winograd = (int)n;
         p = *end ? end + 1 : end;
     }
     return KILN_OK;
@@ -280,9 +276,11 @@ kiln_status kiln_cl_conv2d(kiln_backend_t be, kiln_tensor *dst) {
     geom g;
     kiln_cl_conv_decode(dst, x, w, dst, &g);
     if (!g.n) return KILN_OK;
-    conv_tune tn;
-    kiln_status st = tune(be, &tn);
+    kiln_cl_conv_tune tn;
+    kiln_status st = kiln_cl_conv_tune_get(be, &tn);
     if (st) return st;
+    if (tn.winograd == 1 && kiln_cl_winograd_applies(&g, 0))
+        return kiln_cl_winograd_forward(be, &g, x, w, bias, dst);
     if (g.cg <= tn.direct_max_c) return conv_direct(be, &g, x, w, bias, dst);
     int fits = 0;
     if (tn.tile && (st = kiln_cl_conv_tile_fits(be, &g, KILN_CL_TILE_FORWARD, &fits))) return st;
@@ -302,7 +300,8 @@ kiln_status kiln_cl_conv2d(kiln_backend_t be, kiln_tensor *dst) {
         mat out = nb > 1 ? (mat){ws.mem, ws.stage, cols, g.og * cols}
                          : (mat){ym, yo + n0 * g.o * ohw, ohw, g.og * ohw};
         mat wt = {kiln_cl_mem(w), kiln_cl_off(w), g.k, g.og * g.k};
-        if ((st = gemm(be, 0, 0, g.og, cols, g.k, g.groups, 0.0f, wt, col, out))) break;
+        if ((st = kiln_cl_conv_gemm(be, 0, 0, g.og, cols, g.k, g.groups, 0.0f, wt, col, out)))
+            break;
         if (nb > 1 || bias)
             st = transpose01(be, out.mem, out.off, ym, yo + n0 * g.o * ohw, bias, g.o, nb, ohw);
     }
@@ -327,9 +326,11 @@ kiln_status kiln_cl_conv2d_bwd_data(kiln_backend_t be, kiln_tensor *dst) {
     geom g;
     kiln_cl_conv_decode(dst, dst, w, dy, &g);
     if (!g.n) return KILN_OK;
-    conv_tune tn;
-    kiln_status st = tune(be, &tn);
+    kiln_cl_conv_tune tn;
+    kiln_status st = kiln_cl_conv_tune_get(be, &tn);
     if (st) return st;
+    if (tn.winograd == 1 && kiln_cl_winograd_applies(&g, 1))
+        return kiln_cl_winograd_backward_data(be, &g, dy, w, dst);
     int fits = 0;
     if (tn.tile && (st = kiln_cl_conv_tile_fits(be, &g, KILN_CL_TILE_BACKWARD_DATA, &fits)))
         return st;
@@ -347,7 +348,8 @@ kiln_status kiln_cl_conv2d_bwd_data(kiln_backend_t be, kiln_tensor *dst) {
         mat col = direct ? (mat){dxm, dxo + n0 * chw, cols, g.k * cols}
                          : (mat){ws.mem, 0, cols, g.k * cols};
         mat wt = {kiln_cl_mem(w), kiln_cl_off(w), g.k, g.og * g.k};
-        if ((st = gemm(be, 1, 0, g.k, cols, g.og, g.groups, 0.0f, wt, dyc, col))) break;
+        if ((st = kiln_cl_conv_gemm(be, 1, 0, g.k, cols, g.og, g.groups, 0.0f, wt, dyc, col)))
+            break;
         if (!direct) st = col2im(be, &g, nb, ws.mem, 0, dxm, dxo + n0 * chw);
     }
     workspace_free(&ws);
@@ -368,8 +370,8 @@ kiln_status kiln_cl_conv2d_bwd_filter(kiln_backend_t be, kiln_tensor *dst) {
                                          g.o * g.k * sizeof(float), 0, NULL, NULL);
         return err == CL_SUCCESS ? KILN_OK : kiln_cl_fail(err, "conv2d_bwd_filter: zero fill");
     }
-    conv_tune tn;
-    kiln_status st = tune(be, &tn);
+    kiln_cl_conv_tune tn;
+    kiln_status st = kiln_cl_conv_tune_get(be, &tn);
     if (st) return st;
     int fits = 0;
     if (tn.tile && (st = kiln_cl_conv_tile_fits(be, &g, KILN_CL_TILE_BACKWARD_FILTER, &fits)))
@@ -389,7 +391,8 @@ kiln_status kiln_cl_conv2d_bwd_filter(kiln_backend_t be, kiln_tensor *dst) {
         else if ((st = im2col(be, &g, nb, xm, xo + n0 * chw, ws.mem, 0)))
             break;
         if ((st = stage_dy(be, &g, dy, &ws, n0, nb, &dyc))) break;
-        st = gemm(be, 0, 1, g.k, g.og, cols, g.groups, n0 ? 1.0f : 0.0f, col, dyc, dwt);
+        st =
+            kiln_cl_conv_gemm(be, 0, 1, g.k, g.og, cols, g.groups, n0 ? 1.0f : 0.0f, col, dyc, dwt);
     }
     for (size_t gi = 0; gi < g.groups && !st; gi++)
         st = transpose01(be, ws.mem, ws.extra + gi * g.k * g.og, dwm,
@@ -405,8 +408,8 @@ kiln_status kiln_cl_bias_grad(kiln_backend_t be, kiln_tensor *dst) {
     for (int d = 2; d < dy->ndim; d++) plane *= (cl_ulong)dy->shape[d];
     cl_mem dym = kiln_cl_mem(dy), dbm = kiln_cl_mem(dst), part = dbm;
     cl_ulong dyo = kiln_cl_off(dy), dbo = kiln_cl_off(dst), po = dbo;
-    conv_tune tn;
-    kiln_status st = tune(be, &tn);
+    kiln_cl_conv_tune tn;
+    kiln_status st = kiln_cl_conv_tune_get(be, &tn);
     if (st) return st;
     cl_kernel k;
     /* The CPU algorithms (TILE) include the one-stage form, where a work-item's loops over

@@ -26,6 +26,38 @@ typedef struct kiln_cl_conv_geom {
 } kiln_cl_conv_geom;
 void kiln_cl_conv_decode(const kiln_tensor *dst, const kiln_tensor *x, const kiln_tensor *w,
                          const kiln_tensor *y, kiln_cl_conv_geom *g);
+/* A matrix operand in elements: (batch x) rows x cols at mem[off + b*stride + r*ld + c]. */
+typedef struct {
+    cl_mem mem;
+    size_t off, ld, stride; /* stride 0: the same matrix for every batch entry */
+} kiln_cl_mat;
+/* Runs the backend's GEMM op (kiln's, or CLBlast's on the clblast backend) on raw buffers by
+   dressing them as tensors: c = a(^T) b(^T) + beta c, batched. */
+kiln_status kiln_cl_conv_gemm(kiln_backend_t be, int ta, int tb, size_t m, size_t n, size_t k,
+                              size_t batch, float beta, kiln_cl_mat a, kiln_cl_mat b,
+                              kiln_cl_mat c);
+/* The algorithm choices for convolutions (KILN_TUNE_CONV over the device type's defaults). */
+typedef struct {
+    size_t direct_max_c;
+    int tile;
+    int winograd; /* -1: where auto measures it faster; 0: never; 1: wherever it applies */
+} kiln_cl_conv_tune;
+kiln_status kiln_cl_conv_tune_get(kiln_backend_t be, kiln_cl_conv_tune *t);
+/* Winograd F(2x2, 3x3) (cl-conv-winograd.c, kernels/winograd.cl): 3x3, stride 1, dilation 1,
+   one group. As op implementations, so that auto can weigh them against the backend's own
+   (the backend's conv2d and conv2d_bwd_data also take them with WINOGRAD=1). */
+int kiln_cl_winograd_applies(const kiln_cl_conv_geom *g, int bwd);
+int kiln_cl_supports_conv2d_winograd(kiln_backend_t be, const kiln_tensor *dst);
+int kiln_cl_supports_conv2d_bwd_data_winograd(kiln_backend_t be, const kiln_tensor *dst);
+kiln_status kiln_cl_conv2d_winograd(kiln_backend_t be, kiln_tensor *dst);
+kiln_status kiln_cl_conv2d_bwd_data_winograd(kiln_backend_t be, kiln_tensor *dst);
+kiln_status kiln_cl_winograd_forward(kiln_backend_t be, const kiln_cl_conv_geom *g,
+                                     const kiln_tensor *x, const kiln_tensor *w,
+                                     const kiln_tensor *bias, kiln_tensor *y);
+kiln_status kiln_cl_winograd_backward_data(kiln_backend_t be, const kiln_cl_conv_geom *g,
+                                           const kiln_tensor *dy, const kiln_tensor *w,
+                                           kiln_tensor *dx);
+
 /* The tiled implicit-GEMM convolutions (cl-conv-tile.c, kernels/conv-tile.cl): whether a
    convolution fits them (backward data: stride 1 only), and the three passes. */
 enum { KILN_CL_TILE_FORWARD, KILN_CL_TILE_BACKWARD_DATA, KILN_CL_TILE_BACKWARD_FILTER };

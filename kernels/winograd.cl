@@ -1,0 +1,114 @@
+/* Winograd F(2x2, 3x3) convolution pieces (NCHW, fp32) around kiln's batched GEMM.
+ *
+ * A 3x3 stride-1 convolution computes each 2x2 block of outputs from the 4x4 input patch
+ * under it as Y = A^T [ (G g G^T) .* (B^T d B) ] A, 16 multiplies per block and channel pair
+ * instead of 36. Summed over input channels, the element-wise product becomes 16 GEMMs:
+ *
+ *   U[e] = (G g G^T)[e]   [Oe][Ce]   one 4x4 transformed filter per channel pair
+ *   V[e] = (B^T d B)[e]   [Ce][P]    one 4x4 transformed patch per channel and tile
+ *   M[e] = U[e] V[e]      [Oe][P]    (the host runs these as one GEMM batched over e)
+ *
+ * where e = 0..15 is the position in the 4x4 transform and P = nb * tiles_h * tiles_w is the
+ * chunk's tiles, column p = (n * tiles_h + th) * tiles_w + tw. wino_output then applies A.
+ * The backward data pass is the same convolution of dy with the flipped, transposed filter
+ * (wino_filter's `bwd`) read through padding 2 - pad.
+ *
+ * The transforms (Lavin & Gray 2015):
+ *   G   = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]
+ *   B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]
+ *   A^T = [1 1 1 0; 0 1 -1 -1]
+ * OpenCL C 1.2, no extensions. All offsets are in elements. */
+
+/* One work-item per channel pair. Forward: g = w[oe][ce] ([Oe][Ce][3][3]). Backward data:
+   the output channels are the forward's inputs, so g = w[ce][oe] rotated by 180 degrees
+   (w is [Ce][Oe][3][3] there). Grid: (Ce, Oe). */
+__kernel void wino_filter(const __global float *w, ulong w_off, __global float *u, ulong u_off,
+                          int oe_n, int ce_n, int bwd) {
+    const int ce = get_global_id(0), oe = get_global_id(1);
+    if (ce >= ce_n || oe >= oe_n) return;
+    const __global float *src = w + w_off + ((size_t)(bwd ? ce * oe_n + oe : oe * ce_n + ce)) * 9;
+    float g[3][3];
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 3; j++) g[i][j] = bwd ? src[(2 - i) * 3 + (2 - j)] : src[i * 3 + j];
+    float t[4][3]; /* G g */
+    for (int j = 0; j < 3; j++) {
+        t[0][j] = g[0][j];
+        t[1][j] = 0.5f * (g[0][j] + g[1][j] + g[2][j]);
+        t[2][j] = 0.5f * (g[0][j] - g[1][j] + g[2][j]);
+        t[3][j] = g[2][j];
+    }
+    const size_t plane = (size_t)oe_n * ce_n;
+    __global float *dst = u + u_off + (size_t)oe * ce_n + ce;
+    for (int i = 0; i < 4; i++) { /* (G g) G^T */
+        dst[(i * 4 + 0) * plane] = t[i][0];
+        dst[(i * 4 + 1) * plane] = 0.5f * (t[i][0] + t[i][1] + t[i][2]);
+        dst[(i * 4 + 2) * plane] = 0.5f * (t[i][0] - t[i][1] + t[i][2]);
+        dst[(i * 4 + 3) * plane] = t[i][2];
+    }
+}
+
+/* One work-item per (tile, channel, image): reads the 4x4 patch at (2*th - pt, 2*tw - pl) of
+   x (zero outside the h x w plane) and writes B^T d B to V[e][c][p]. x: the chunk's first
+   image. Grid: (tiles_h * tiles_w, Ce, nb). */
+__kernel void wino_input(const __global float *x, ulong x_off, __global float *v, ulong v_off,
+                         int ce_n, int h, int w, int pt, int pl, int tiles_w, int tiles,
+                         int cols) {
+    const int t = get_global_id(0), c = get_global_id(1), n = get_global_id(2);
+    if (t >= tiles || c >= ce_n) return;
+    const int th = t / tiles_w, tw = t - th * tiles_w;
+    const int y0 = 2 * th - pt, x0 = 2 * tw - pl;
+    const __global float *src = x + x_off + ((size_t)n * ce_n + c) * h * w;
+    float d[4][4];
+    for (int i = 0; i < 4; i++) {
+        const int yy = y0 + i;
+        const int row_in = yy >= 0 && yy < h;
+        for (int j = 0; j < 4; j++) {
+            const int xx = x0 + j;
+            d[i][j] = row_in && xx >= 0 && xx < w ? src[(size_t)yy * w + xx] : 0.0f;
+        }
+    }
+    float b[4][4]; /* B^T d */
+    for (int j = 0; j < 4; j++) {
+        b[0][j] = d[0][j] - d[2][j];
+        b[1][j] = d[1][j] + d[2][j];
+        b[2][j] = d[2][j] - d[1][j];
+        b[3][j] = d[1][j] - d[3][j];
+    }
+    const size_t plane = (size_t)ce_n * cols;
+    __global float *dst = v + v_off + (size_t)c * cols + (size_t)n * tiles + t;
+    for (int i = 0; i < 4; i++) { /* (B^T d) B */
+        dst[(i * 4 + 0) * plane] = b[i][0] - b[i][2];
+        dst[(i * 4 + 1) * plane] = b[i][1] + b[i][2];
+        dst[(i * 4 + 2) * plane] = b[i][2] - b[i][1];
+        dst[(i * 4 + 3) * plane] = b[i][1] - b[i][3];
+    }
+}
+
+/* One work-item per (tile, output channel, image): A^T M A plus the bias, written to the 2x2
+   block of y (oh x ow planes) that is inside the plane. y: the chunk's first image.
+   Grid: (tiles_h * tiles_w, Oe, nb). */
+__kernel void wino_output(const __global float *m, ulong m_off, __global float *y, ulong y_off,
+                          const __global float *bias, ulong bias_off, int has_bias, int oe_n,
+                          int oh, int ow, int tiles_w, int tiles, int cols) {
+    const int t = get_global_id(0), o = get_global_id(1), n = get_global_id(2);
+    if (t >= tiles || o >= oe_n) return;
+    const int th = t / tiles_w, tw = t - th * tiles_w;
+    const size_t plane = (size_t)oe_n * cols;
+    const __global float *src = m + m_off + (size_t)o * cols + (size_t)n * tiles + t;
+    float s[4][4];
+    for (int e = 0; e < 16; e++) s[e / 4][e % 4] = src[e * plane];
+    float a[2][4]; /* A^T M */
+    for (int j = 0; j < 4; j++) {
+        a[0][j] = s[0][j] + s[1][j] + s[2][j];
+        a[1][j] = s[1][j] - s[2][j] - s[3][j];
+    }
+    const float b0 = has_bias ? bias[bias_off + o] : 0.0f;
+    __global float *dst = y + y_off + ((size_t)n * oe_n + o) * oh * ow;
+    const int y0 = 2 * th, x0 = 2 * tw;
+    for (int i = 0; i < 2; i++) {
+        if (y0 + i >= oh) break;
+        const float r0 = a[i][0] + a[i][1] + a[i][2], r1 = a[i][1] - a[i][2] - a[i][3];
+        dst[(size_t)(y0 + i) * ow + x0] = r0 + b0;
+        if (x0 + 1 < ow) dst[(size_t)(y0 + i) * ow + x0 + 1] = r1 + b0;
+    }
+}

@@ -1,0 +1,167 @@
+/* The opencl backend's Winograd F(2x2, 3x3) convolutions (kernels/winograd.cl): forward and
+ * backward data of 3x3, stride-1, undilated, ungrouped convolutions, as
+ *
+ *   wino_filter (U, 16 x Oe x Ce) -> per chunk of nb images: wino_input (V, 16 x Ce x P)
+ *   -> the backend's GEMM batched over the 16 transform positions (M = U V, 16 x Oe x P)
+ *   -> wino_output (A^T M A + bias into NCHW).
+ *
+ * The GEMMs do 16 multiply-adds per 2x2 outputs and channel pair where the direct form does
+ * 36, at the price of three memory-bound transforms; auto weighs the result per shape.
+ *
+ * Error: the transforms' coefficients are 0, +-1/2 and +-1, so U, V and A^T M A each add a few
+ * roundings of values up to 2-4x the largest input. Relative to the direct sum the error of
+ * an output grows by a small constant factor (below 10x at C <= 512) rather than with the
+ * reduction length, well inside the 1e-5 normalised error the op tests allow. */
+#include "cl-ops.h"
+
+/* Bytes of V and M per chunk of images (U comes on top); a single image may exceed it. */
+#ifndef KILN_WINO_WORKSPACE
+#define KILN_WINO_WORKSPACE ((size_t)8 << 20)
+#endif
+
+/* One Winograd convolution "y = x (*) g" with ce input and oe output channels: input planes
+   h x w read through padding (pt, pl), output planes oh x ow. */
+typedef struct {
+    size_t n, ce, oe, h, w, oh, ow, tiles_h, tiles_w, tiles;
+    long pt, pl;
+    int bwd; /* the filter is the forward's, flipped and transposed */
+} wino_geom;
+
+int kiln_cl_winograd_applies(const kiln_cl_conv_geom *g, int bwd) {
+    const kiln_conv2d_params *p = &g->p;
+    if (g->kh != 3 || g->kw != 3 || p->stride_h != 1 || p->stride_w != 1 || p->dil_h != 1 ||
+        p->dil_w != 1 || g->groups != 1)
+        return 0;
+    /* Backward data reads dy through padding 2 - pad. */
+    if (bwd && (p->pad_t > 2 || p->pad_l > 2)) return 0;
+    /* The kernels index planes and tiles with int. */
+    size_t big = g->n * (g->c > g->o ? g->c : g->o) * (g->h + 2) * (g->w + 2);
+    return big < ((size_t)1 << 31) / 16;
+}
+
+static wino_geom make_geom(const kiln_cl_conv_geom *g, int bwd) {
+    wino_geom t = {.n = g->n, .bwd = bwd};
+    if (!bwd) {
+        t.ce = g->c, t.oe = g->o, t.h = g->h, t.w = g->w, t.oh = g->oh, t.ow = g->ow;
+        t.pt = g->p.pad_t, t.pl = g->p.pad_l;
+    } else {
+        t.ce = g->o, t.oe = g->c, t.h = g->oh, t.w = g->ow, t.oh = g->h, t.ow = g->w;
+        t.pt = 2 - (long)g->p.pad_t, t.pl = 2 - (long)g->p.pad_l;
+    }
+    t.tiles_h = (t.oh + 1) / 2;
+    t.tiles_w = (t.ow + 1) / 2;
+    t.tiles = t.tiles_h * t.tiles_w;
+    return t;
+}
+
+static kiln_status kernel(kiln_backend_t be, const char *name, cl_kernel *k) {
+    return kiln_cl_get_kernel(kiln_cl(be), "winograd.cl", name, "", k);
+}
+
+static kiln_status launch(kiln_backend_t be, cl_kernel k, const char *name, size_t g0, size_t g1,
+                          size_t g2) {
+    size_t global[3] = {g0, g1, g2};
+    return kiln_cl_launch(kiln_cl(be), k, name, 3, global, NULL);
+}
+
+static kiln_status run(kiln_backend_t be, const wino_geom *t, const kiln_tensor *x,
+                       const kiln_tensor *w, const kiln_tensor *bias, kiln_tensor *y) {
+    const size_t u_elems = 16 * t->oe * t->ce, per_image = 16 * t->tiles * (t->ce + t->oe);
+    size_t nb = KILN_WINO_WORKSPACE / (per_image * sizeof(float));
+    nb = nb < 1 ? 1 : nb > t->n ? t->n : nb;
+    cl_mem ws;
+    kiln_status st =
+        kiln_cl_workspace(kiln_cl(be), (u_elems + nb * per_image) * sizeof(float), &ws);
+    if (st) {
+        kiln_error_append(" (winograd workspace on %s)", be->device.name);
+        return st;
+    }
+    cl_kernel kf, ki, ko;
+    cl_mem wm = kiln_cl_mem(w), xm = kiln_cl_mem(x), ym = kiln_cl_mem(y);
+    cl_mem bm = bias ? kiln_cl_mem(bias) : ym;
+    cl_ulong wo = kiln_cl_off(w), uo = 0, bo = bias ? kiln_cl_off(bias) : 0;
+    cl_int oe = (cl_int)t->oe, ce = (cl_int)t->ce, bwd = t->bwd, has = bias != NULL;
+    cl_int h = (cl_int)t->h, wd = (cl_int)t->w, pt = (cl_int)t->pt, pl = (cl_int)t->pl;
+    cl_int oh = (cl_int)t->oh, ow = (cl_int)t->ow, tw = (cl_int)t->tiles_w;
+    cl_int tiles = (cl_int)t->tiles;
+    st = kernel(be, "wino_filter", &kf);
+    if (!st) st = kernel(be, "wino_input", &ki);
+    if (!st) st = kernel(be, "wino_output", &ko);
+    if (!st)
+        st = kiln_cl_args(kf, "wino_filter", 7, sizeof wm, &wm, sizeof wo, &wo, sizeof ws, &ws,
+                          sizeof uo, &uo, sizeof oe, &oe, sizeof ce, &ce, sizeof bwd, &bwd);
+    if (!st) st = launch(be, kf, "wino_filter", t->ce, t->oe, 1);
+    const size_t in_image = t->ce * t->h * t->w, out_image = t->oe * t->oh * t->ow;
+    for (size_t n0 = 0; n0 < t->n && !st; n0 += nb) {
+        size_t cnt = t->n - n0 < nb ? t->n - n0 : nb, cols = cnt * t->tiles;
+        cl_ulong xo = kiln_cl_off(x) + n0 * in_image, yo = kiln_cl_off(y) + n0 * out_image;
+        cl_ulong vo = u_elems, mo = u_elems + 16 * t->ce * cols;
+        cl_int c = (cl_int)cols;
+        if ((st = kiln_cl_args(ki, "wino_input", 12, sizeof xm, &xm, sizeof xo, &xo, sizeof ws, &ws,
+                               sizeof vo, &vo, sizeof ce, &ce, sizeof h, &h, sizeof wd, &wd,
+                               sizeof pt, &pt, sizeof pl, &pl, sizeof tw, &tw, sizeof tiles, &tiles,
+                               sizeof c, &c)) ||
+            (st = launch(be, ki, "wino_input", t->tiles, t->ce, cnt)))
+            break;
+        kiln_cl_mat u = {ws, 0, t->ce, t->oe * t->ce};
+        kiln_cl_mat v = {ws, (size_t)vo, cols, t->ce * cols};
+        kiln_cl_mat m = {ws, (size_t)mo, cols, t->oe * cols};
+        if ((st = kiln_cl_conv_gemm(be, 0, 0, t->oe, cols, t->ce, 16, 0.0f, u, v, m))) break;
+        if ((st = kiln_cl_args(ko, "wino_output", 13, sizeof ws, &ws, sizeof mo, &mo, sizeof ym,
+                               &ym, sizeof yo, &yo, sizeof bm, &bm, sizeof bo, &bo, sizeof has,
+                               &has, sizeof oe, &oe, sizeof oh, &oh, sizeof ow, &ow, sizeof tw, &tw,
+                               sizeof tiles, &tiles, sizeof c, &c)))
+            break;
+        st = launch(be, ko, "wino_output", t->tiles, t->oe, cnt);
+    }
+    clReleaseMemObject(ws);
+    return st;
+}
+
+kiln_status kiln_cl_winograd_forward(kiln_backend_t be, const kiln_cl_conv_geom *g,
+                                     const kiln_tensor *x, const kiln_tensor *w,
+                                     const kiln_tensor *bias, kiln_tensor *y) {
+    wino_geom t = make_geom(g, 0);
+    return run(be, &t, x, w, bias, y);
+}
+
+kiln_status kiln_cl_winograd_backward_data(kiln_backend_t be, const kiln_cl_conv_geom *g,
+                                           const kiln_tensor *dy, const kiln_tensor *w,
+                                           kiln_tensor *dx) {
+    wino_geom t = make_geom(g, 1);
+    return run(be, &t, dy, w, NULL, dx);
+}
+
+/* As candidates of auto: the tensor's geometry, and not switched off by WINOGRAD=0. */
+static int supports(kiln_backend_t be, const kiln_tensor *dst, int bwd) {
+    kiln_cl_conv_tune tn;
+    if (kiln_cl_conv_tune_get(be, &tn) || !tn.winograd) return 0;
+    kiln_cl_conv_geom g;
+    if (bwd)
+        kiln_cl_conv_decode(dst, dst, dst->src[1], dst->src[0], &g);
+    else
+        kiln_cl_conv_decode(dst, dst->src[0], dst->src[1], dst, &g);
+    return kiln_cl_winograd_applies(&g, bwd);
+}
+
+int kiln_cl_supports_conv2d_winograd(kiln_backend_t be, const kiln_tensor *dst) {
+    return supports(be, dst, 0);
+}
+
+int kiln_cl_supports_conv2d_bwd_data_winograd(kiln_backend_t be, const kiln_tensor *dst) {
+    return supports(be, dst, 1);
+}
+
+kiln_status kiln_cl_conv2d_winograd(kiln_backend_t be, kiln_tensor *dst) {
+    kiln_cl_conv_geom g;
+    kiln_cl_conv_decode(dst, dst->src[0], dst->src[1], dst, &g);
+    if (!g.n) return KILN_OK;
+    return kiln_cl_winograd_forward(be, &g, dst->src[0], dst->src[1], dst->src[2], dst);
+}
+
+kiln_status kiln_cl_conv2d_bwd_data_winograd(kiln_backend_t be, kiln_tensor *dst) {
+    kiln_cl_conv_geom g;
+    kiln_cl_conv_decode(dst, dst, dst->src[1], dst->src[0], &g);
+    if (!g.n) return KILN_OK;
+    return kiln_cl_winograd_backward_data(be, &g, dst->src[0], dst->src[1], dst);
+}
