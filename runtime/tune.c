@@ -163,7 +163,8 @@ void kiln_tuner_free(kiln_backend_t be) {
 }
 
 /* Times fn on a scratch destination whose initial contents equal dst's (ops like GEMM with
-   beta != 0 read it). Returns the median of 3 runs after a warm-up, or -1 on failure. */
+   beta != 0 read it). Returns the median of 3 runs after a warm-up (or the first run alone when it
+   exceeds give_up_ms), or -1 on failure. */
 static double measure(kiln_backend_t be, kiln_op_fn fn, kiln_tensor *dst, kiln_tensor *scratch,
                       double give_up_ms) {
     size_t ext = kiln_tensor_extent(dst);
@@ -179,7 +180,9 @@ static double measure(kiln_backend_t be, kiln_op_fn fn, kiln_tensor *dst, kiln_t
             return -1;
         }
         double ms = 1e3 * kiln_time_s() - t0;
-        if (r < 0 && give_up_ms > 0 && ms > give_up_ms) return ms; /* clearly slower */
+        /* Clearly slower: judged on the first run after the warm-up, which may have built
+           kernels for this shape. */
+        if (r == 0 && give_up_ms > 0 && ms > give_up_ms) return ms;
         if (r >= 0) times[r] = ms;
     }
     double a = times[0], b = times[1], c = times[2];
