@@ -17,15 +17,6 @@ int64_t kiln_pool2d_out_size(int64_t in, int64_t kernel, int64_t stride, int64_t
     return out;
 }
 
-void kiln_concat_part(const kiln_tensor *dst, int i, int64_t *at, kiln_tensor *part) {
-    kiln_concat_params p;
-    memcpy(&p, dst->op_params, sizeof p);
-    *part = *dst;
-    part->shape[p.axis] = dst->src[i]->shape[p.axis];
-    part->offset += (size_t)(*at * dst->stride[p.axis]);
-    *at += part->shape[p.axis];
-}
-
 static kiln_status check_disjoint(const kiln_tensor *src, const kiln_tensor *dst, const char *op,
                                   const char *role);
 

@@ -89,10 +89,10 @@ int kiln_profile_enabled(void) {
 
 kiln_status kiln_profile_run(kiln_backend_t be, kiln_op_fn fn, kiln_tensor *dst) {
     if (!kiln_profile_enabled()) return fn(be, dst);
-    kiln_backend_synchronize(be);
+    be->iface->synchronize(be);
     double t0 = kiln_time_s();
     kiln_status st = fn(be, dst);
-    if (!st) st = kiln_backend_synchronize(be);
+    if (!st) st = be->iface->synchronize(be);
     double dt = kiln_time_s() - t0;
     pthread_mutex_lock(&profile_lock);
     int i = 0;

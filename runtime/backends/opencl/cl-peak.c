@@ -24,12 +24,12 @@ kiln_status kiln_backend_peak_gflops(kiln_backend_t be, double *gflops) {
        long enough to time. */
     size_t global = (size_t)(be->device.compute_units ? be->device.compute_units : 1) *
                     (be->device.type == KILN_DEVICE_CPU ? 64 : 2048);
-    kiln_buffer_t out = NULL;
+    cl_mem m = NULL;
     double best = 0;
     for (int attempt = 0; attempt < 12; attempt++) {
-        kiln_buffer_free(out);
-        if ((st = kiln_buffer_alloc(be, global * sizeof(float), &out))) return st;
-        cl_mem m = out->handle;
+        if (m) clReleaseMemObject(m);
+        m = NULL;
+        if ((st = kiln_cl_workspace(cl, global * sizeof(float), &m))) return st;
         float a = 0.999f, b = 0.001f;
         if ((st = kiln_cl_args(k, "kiln_peak_fma", 3, sizeof m, &m, sizeof a, &a, sizeof b, &b)))
             break;
@@ -37,7 +37,7 @@ kiln_status kiln_backend_peak_gflops(kiln_backend_t be, double *gflops) {
         for (int r = 0; r < 4; r++) { /* first run warms up */
             double t0 = now_ms();
             if ((st = kiln_cl_launch(cl, k, "kiln_peak_fma", 1, &global, NULL)) ||
-                (st = kiln_backend_synchronize(be)))
+                (st = be->iface->synchronize(be)))
                 break;
             ms = now_ms() - t0;
             double g = (double)global * 1024 * 8 * vec * 2 / (ms * 1e6);
@@ -46,7 +46,7 @@ kiln_status kiln_backend_peak_gflops(kiln_backend_t be, double *gflops) {
         if (st || ms > 50) break;
         global *= 2;
     }
-    kiln_buffer_free(out);
+    if (m) clReleaseMemObject(m);
     *gflops = best;
     return st;
 }
