@@ -176,7 +176,7 @@ void conv_tile_one(const __global float *restrict xp, ulong xp_off,
                     const vec_t xv = (vec_t)(xl[l][tap]);
 #pragma unroll
                     for (int v = 0; v < NV; v++)
-                        acc[l][v] = fma(xv, wv[v], acc[l][v]);
+                        acc[l][v] = KILN_MADD(xv, wv[v], acc[l][v]);
                 }
             }
 #pragma unroll
@@ -293,7 +293,7 @@ __kernel void conv_tile_dw(const __global float *restrict xp, ulong xp_off,
                     const vec_t xv = (vec_t)(xq[l][at]);
 #pragma unroll
                     for (int v = 0; v < NV; v++)
-                        acc[l][v] = fma(xv, dv[v], acc[l][v]);
+                        acc[l][v] = KILN_MADD(xv, dv[v], acc[l][v]);
                 }
             }
         }

@@ -182,7 +182,8 @@ __kernel void conv_direct(const __global float *x, ulong x_off, const __global f
                 const ulong wi = w_off + (ulong)o0 * taps + (c * G_KH + kh) * G_KW + kw;
                 for (int b = 0; b < DIRECT_OB; b++) {
                     const float wv = w[wi + (ulong)min(b, nvalid - 1) * taps];
-                    for (int q = 0; q < DIRECT_PX; q++) acc[b][q] = fma(xv[q], wv, acc[b][q]);
+                    for (int q = 0; q < DIRECT_PX; q++)
+                        acc[b][q] = KILN_MADD(xv[q], wv, acc[b][q]);
                 }
             }
         }

@@ -233,7 +233,7 @@ kernel void kiln_sum_squares_chunks(global const float *x, ulong x_off, ulong n,
     float a[16];
     for (int j = 0; j < 16; j++) a[j] = 0.0f;
     for (; i + 16 <= end; i += 16)
-        for (int j = 0; j < 16; j++) a[j] = fma(p[i + j], p[i + j], a[j]);
+        for (int j = 0; j < 16; j++) a[j] = KILN_MADD(p[i + j], p[i + j], a[j]);
     float s = 0.0f;
     for (; i < end; i++) s += p[i] * p[i];
     for (int j = 0; j < 16; j++) s += a[j];

@@ -122,7 +122,7 @@ KILN_GEMM_PACK(kiln_gemm_pack_b, TILE_N)
         {                                                                                   \
             const vec_t av = (vec_t)(a[ar[i]]);                                             \
             _Pragma("unroll") for (int v = 0; v < NVEC; ++v) acc[i][v] =                    \
-                fma(av, bv[v], acc[i][v]);                                                  \
+                KILN_MADD(av, bv[v], acc[i][v]);                                            \
         }                                                                                   \
         a += a_ks;                                                                          \
         b += b_ks;                                                                          \

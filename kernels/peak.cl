@@ -23,14 +23,14 @@ __kernel void kiln_peak_fma(__global float *out, float a, float b) {
     vec_t x0 = (vec_t)((float)gid * 1e-7f), x1 = x0 + 1.0f, x2 = x0 + 2.0f, x3 = x0 + 3.0f;
     vec_t x4 = x0 + 4.0f, x5 = x0 + 5.0f, x6 = x0 + 6.0f, x7 = x0 + 7.0f;
     for (int i = 0; i < PEAK_ITERS; i++) {
-        x0 = fma(x0, (vec_t)(a), (vec_t)(b));
-        x1 = fma(x1, (vec_t)(a), (vec_t)(b));
-        x2 = fma(x2, (vec_t)(a), (vec_t)(b));
-        x3 = fma(x3, (vec_t)(a), (vec_t)(b));
-        x4 = fma(x4, (vec_t)(a), (vec_t)(b));
-        x5 = fma(x5, (vec_t)(a), (vec_t)(b));
-        x6 = fma(x6, (vec_t)(a), (vec_t)(b));
-        x7 = fma(x7, (vec_t)(a), (vec_t)(b));
+        x0 = KILN_MADD(x0, (vec_t)(a), (vec_t)(b));
+        x1 = KILN_MADD(x1, (vec_t)(a), (vec_t)(b));
+        x2 = KILN_MADD(x2, (vec_t)(a), (vec_t)(b));
+        x3 = KILN_MADD(x3, (vec_t)(a), (vec_t)(b));
+        x4 = KILN_MADD(x4, (vec_t)(a), (vec_t)(b));
+        x5 = KILN_MADD(x5, (vec_t)(a), (vec_t)(b));
+        x6 = KILN_MADD(x6, (vec_t)(a), (vec_t)(b));
+        x7 = KILN_MADD(x7, (vec_t)(a), (vec_t)(b));
     }
     vec_t s = ((x0 + x1) + (x2 + x3)) + ((x4 + x5) + (x6 + x7));
 #if PEAK_VEC == 1

@@ -51,9 +51,10 @@ int kiln_cmd_devices(int argc, char **argv) {
                "local memory: %s\n",
                d->compute_units, d->clock_mhz, gm, ma, lm);
         printf("      max work-group: %zu   max work-item sizes: %zux%zux%zu   fp16: %s   fp64: "
-               "%s   preferred float vector: %u\n",
+               "%s   preferred float vector: %u   multiply-add: %s\n",
                d->max_work_group, d->max_work_item[0], d->max_work_item[1], d->max_work_item[2],
-               d->fp16 ? "yes" : "no", d->fp64 ? "yes" : "no", d->pref_vec_float);
+               d->fp16 ? "yes" : "no", d->fp64 ? "yes" : "no", d->pref_vec_float,
+               d->fma ? "fma (hardware)" : "mad (no hardware fma)");
     }
     printf("%s [host] cpu backend (plain C + OpenBLAS), always available\n",
            !sst && sel.device_index < 0 ? "*" : " ");

@@ -202,6 +202,7 @@ kiln_status kiln_cl_backend_setup(kiln_backend_t be, const kiln_device_info *dev
        whose preferred float vector is its SIMD width); a CPU device that vectorises across
        work-items instead, as a GPU does (llvmpipe reports 1), takes the GPU forms. */
     cl->cpu_kernels = dev->type == KILN_DEVICE_CPU && dev->pref_vec_float > 1;
+    cl->fma = dev->fma;
     if (kv && *kv) {
         if (strcmp(kv, "cpu") && strcmp(kv, "gpu")) {
             cl_free(be);

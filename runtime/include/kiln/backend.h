@@ -40,6 +40,7 @@ typedef struct kiln_device_info {
     unsigned clock_mhz;
     int fp16, fp64;
     unsigned pref_vec_float;
+    int fma; /* fused multiply-add in hardware (CL_FP_FMA); without it kernels use mad() */
 } kiln_device_info;
 
 /* Lists OpenCL devices. With no OpenCL platform (or no ICD loader answer) returns 0 devices
