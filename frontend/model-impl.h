@@ -39,7 +39,16 @@ enum {
     KM_F_EVAL_SKIP = 1 << 5 /* identity at eval (dropout) */
 };
 
+/* KM_L_INPUT ... KM_L_RESIZE, in the order of layers.def and km_layers[] */
+typedef enum {
+#define X(id, type, min_in, max_in, flags, attrs) KM_L_##id,
+#include "layers.def"
+#undef X
+    KM_L_COUNT
+} km_layer_id;
+
 typedef struct km_layer_spec {
+    km_layer_id id;
     const char *type;
     int min_in, max_in;
     unsigned flags;
@@ -103,11 +112,15 @@ struct kiln_model {
     int keras; /* read from a Keras model: fixes are spelled as Keras layers */
 };
 
+/* Indexed by km_layer_id; a NULL type ends it. */
 extern const km_layer_spec km_layers[];
 const km_layer_spec *km_find_layer(const char *type);
 int km_attr_index(const km_layer_spec *s, const char *key);
 /* "relu, sigmoid, ..." for messages */
 void km_layer_list(char *out, size_t n);
+
+/* 1 when shape inference (model-lint.c) has an entry for layer id. */
+int km_layer_infers(km_layer_id id);
 
 /* "file:line: node 'name' (type): <fmt>" into the error message. */
 kiln_status km_node_error(kiln_status st, const struct kiln_model *m, const km_node *n,

@@ -16,15 +16,15 @@
 #define KM_FLOP_LIMIT 9e18
 
 static int is_hostside(const km_node *n) {
-    return !strcmp(n->spec->type, "input") || (n->spec->flags & KM_F_HOST);
+    return n->spec->id == KM_L_INPUT || (n->spec->flags & KM_F_HOST);
 }
 
 static const char *kind_word(const km_node *n) {
-    if (!strcmp(n->spec->type, "conv2d")) return "convolution";
-    if (!strcmp(n->spec->type, "dense")) return "dense layer";
+    if (n->spec->id == KM_L_CONV2D) return "convolution";
+    if (n->spec->id == KM_L_DENSE) return "dense layer";
     if (n->spec->flags & KM_F_HOST) return "augmentation";
-    if (!strcmp(n->spec->type, "rescale")) return "rescale";
-    if (!strcmp(n->spec->type, "normalize")) return "normalization";
+    if (n->spec->id == KM_L_RESCALE) return "rescale";
+    if (n->spec->id == KM_L_NORMALIZE) return "normalization";
     return n->spec->type;
 }
 
@@ -243,8 +243,233 @@ static kiln_status spatial(struct kiln_model *m, km_node *nd, const km_node *x, 
     return KILN_OK;
 }
 
+/* One layer's output shape (nd->shape already holds its first input's), FLOPs per image
+   and parameter count. x: the first input, NULL for the input. */
+typedef kiln_status (*infer_fn)(struct kiln_model *m, km_node *nd, const km_node *x, double *flops,
+                                double *params);
+
+static kiln_status infer_input(struct kiln_model *m, km_node *nd, const km_node *x, double *flops,
+                               double *params) {
+    const km_attr_val *s = attr(nd, "shape");
+    if (s->n != 3) return km_node_error(KILN_SHAPE, m, nd, "shape=%s must be HxWxC", s->text);
+    set4(nd, s->i[2], s->i[0], s->i[1]);
+    nd->dtype = attr(nd, "dtype")->e == 0 ? KILN_U8 : KILN_F32;
+    if (nd->dtype == KILN_U8 && s->i[2] > 4)
+        return km_node_error(KILN_SHAPE, m, nd,
+                             "a u8 input has 1 to 4 channels (the uint8 upload converts at "
+                             "most 4), got %lld",
+                             (long long)s->i[2]);
+    return KILN_OK;
+}
+
+/* The data pipeline's nodes: the input's dtype, a new size where they have one. */
+static kiln_status infer_host(struct kiln_model *m, km_node *nd, const km_node *x, double *flops,
+                              double *params) {
+    kiln_status st;
+    km_layer_id id = nd->spec->id;
+    if ((st = need4(m, nd, x))) return st;
+    nd->dtype = x->dtype;
+    const km_attr_val *sz = attr(nd, "size");
+    int64_t H = x->shape[2], W = x->shape[3];
+    if (sz) {
+        if (id == KM_L_CENTER_CROP && (sz->i[0] > H || sz->i[1] > W))
+            return km_node_error(
+                KILN_SHAPE, m, nd, "size=%lldx%lld is larger than its input %lldx%lld",
+                (long long)sz->i[0], (long long)sz->i[1], (long long)H, (long long)W);
+        if (id == KM_L_RANDOM_CROP) {
+            int64_t p = attr(nd, "padding")->i[0];
+            if (sz->i[0] > H + 2 * p || sz->i[1] > W + 2 * p)
+                return km_node_error(KILN_SHAPE, m, nd,
+                                     "size=%lldx%lld is larger than its padded input "
+                                     "%lldx%lld",
+                                     (long long)sz->i[0], (long long)sz->i[1],
+                                     (long long)(H + 2 * p), (long long)(W + 2 * p));
+        }
+        set4(nd, x->shape[1], sz->i[0], sz->i[1]);
+    }
+    if (id == KM_L_RANDOM_SATURATION && x->shape[1] != 3)
+        return km_node_error(KILN_SHAPE, m, nd, "needs 3 channels (RGB), '%s' has %lld", x->name,
+                             (long long)x->shape[1]);
+    return KILN_OK;
+}
+
+/* conv2d, maxpool, avgpool */
+static kiln_status infer_spatial(struct kiln_model *m, km_node *nd, const km_node *x, double *flops,
+                                 double *params) {
+    kiln_status st;
+    if ((st = need4(m, nd, x))) return st;
+    return spatial(m, nd, x, nd->spec->id != KM_L_CONV2D, flops, params);
+}
+
+static kiln_status infer_dense(struct kiln_model *m, km_node *nd, const km_node *x, double *flops,
+                               double *params) {
+    if (x->ndim != 2) {
+        char s[96];
+        shape_str(x, s, sizeof s);
+        return km_node_error(KILN_SHAPE, m, nd,
+                             "reads '%s' of shape %s; dense needs (N, features): insert "
+                             "flatten",
+                             x->name, s);
+    }
+    int64_t U = attr(nd, "units")->i[0];
+    int bias = attr(nd, "bias")->e;
+    *params = (double)x->shape[1] * (double)U + (bias ? (double)U : 0);
+    *flops = 2.0 * (double)x->shape[1] * (double)U + (bias ? (double)U : 0);
+    set2(nd, U);
+    return KILN_OK;
+}
+
+static kiln_status infer_global_avg_pool(struct kiln_model *m, km_node *nd, const km_node *x,
+                                         double *flops, double *params) {
+    kiln_status st;
+    if ((st = need4(m, nd, x))) return st;
+    *flops = numel(x);
+    set2(nd, x->shape[1]);
+    return KILN_OK;
+}
+
+static kiln_status infer_lrn(struct kiln_model *m, km_node *nd, const km_node *x, double *flops,
+                             double *params) {
+    kiln_status st;
+    if ((st = need4(m, nd, x))) return st;
+    *flops = numel(nd) * (double)(attr(nd, "size")->i[0] + 4);
+    return KILN_OK;
+}
+
+static kiln_status infer_batchnorm(struct kiln_model *m, km_node *nd, const km_node *x,
+                                   double *flops, double *params) {
+    *params = 2.0 * (double)x->shape[1];
+    *flops = 2 * numel(nd);
+    return KILN_OK;
+}
+
+/* add, concat */
+static kiln_status infer_merge(struct kiln_model *m, km_node *nd, const km_node *x, double *flops,
+                               double *params) {
+    int cat = nd->spec->id == KM_L_CONCAT;
+    int64_t csum = 0;
+    for (int k = 0; k < nd->n_in; k++) {
+        const km_node *y = &m->nodes[nd->in[k]];
+        int same = y->ndim == x->ndim;
+        for (int d = 1; same && d < x->ndim; d++)
+            if (y->shape[d] != x->shape[d] && !(cat && d == 1)) same = 0;
+        if (!same) {
+            char a[96], b[96];
+            shape_str(x, a, sizeof a);
+            shape_str(y, b, sizeof b);
+            return km_node_error(KILN_SHAPE, m, nd,
+                                 "'%s' has shape %s but '%s' has %s (%s needs %s)", x->name, a,
+                                 y->name, b, nd->spec->type,
+                                 cat ? "equal shapes except the channels" : "equal shapes");
+        }
+        csum += y->shape[1];
+    }
+    if (cat)
+        nd->shape[1] = csum;
+    else
+        *flops = numel(nd) * (nd->n_in - 1);
+    return KILN_OK;
+}
+
+static kiln_status infer_flatten(struct kiln_model *m, km_node *nd, const km_node *x, double *flops,
+                                 double *params) {
+    set2(nd, (int64_t)numel(x));
+    return KILN_OK;
+}
+
+static kiln_status infer_reshape(struct kiln_model *m, km_node *nd, const km_node *x, double *flops,
+                                 double *params) {
+    const km_attr_val *s = attr(nd, "shape");
+    double want = 1;
+    for (int k = 0; k < s->n; k++) want *= (double)s->i[k];
+    if (s->n == 2 || want != numel(x)) {
+        char a[96];
+        shape_str(x, a, sizeof a);
+        return km_node_error(KILN_SHAPE, m, nd,
+                             "shape=%s (CxHxW or F) does not hold the %.0f values of '%s' %s",
+                             s->text, numel(x), x->name, a);
+    }
+    if (s->n == 3)
+        set4(nd, s->i[0], s->i[1], s->i[2]);
+    else
+        set2(nd, s->i[0]);
+    return KILN_OK;
+}
+
+static kiln_status infer_softmax(struct kiln_model *m, km_node *nd, const km_node *x, double *flops,
+                                 double *params) {
+    if (x->ndim != 2) {
+        char a[96];
+        shape_str(x, a, sizeof a);
+        return km_node_error(KILN_SHAPE, m, nd, "reads '%s' of shape %s; softmax needs (N, K)",
+                             x->name, a);
+    }
+    *flops = 3 * numel(nd);
+    return KILN_OK;
+}
+
+static kiln_status infer_normalize(struct kiln_model *m, km_node *nd, const km_node *x,
+                                   double *flops, double *params) {
+    const km_attr_val *mean = attr(nd, "mean"), *sd = attr(nd, "std");
+    int64_t C = x->shape[1];
+    if ((mean->n != 1 && mean->n != C) || (sd->n != 1 && sd->n != C))
+        return km_node_error(KILN_SHAPE, m, nd,
+                             "mean has %d and std %d values; '%s' has %lld channels (give 1 "
+                             "or one per channel)",
+                             mean->n, sd->n, x->name, (long long)C);
+    *flops = 2 * numel(nd);
+    return KILN_OK;
+}
+
+/* activations, dropout, rescale: elementwise */
+static kiln_status infer_elementwise(struct kiln_model *m, km_node *nd, const km_node *x,
+                                     double *flops, double *params) {
+    *flops = (nd->spec->flags & KM_F_PREPROC ? 2 : 1) * numel(nd);
+    return KILN_OK;
+}
+
+static const infer_fn inferers[KM_L_COUNT] = {
+    [KM_L_INPUT] = infer_input,
+    [KM_L_CONV2D] = infer_spatial,
+    [KM_L_DENSE] = infer_dense,
+    [KM_L_RELU] = infer_elementwise,
+    [KM_L_LEAKY_RELU] = infer_elementwise,
+    [KM_L_ELU] = infer_elementwise,
+    [KM_L_SIGMOID] = infer_elementwise,
+    [KM_L_TANH] = infer_elementwise,
+    [KM_L_GELU] = infer_elementwise,
+    [KM_L_MAXPOOL] = infer_spatial,
+    [KM_L_AVGPOOL] = infer_spatial,
+    [KM_L_GLOBAL_AVG_POOL] = infer_global_avg_pool,
+    [KM_L_LRN] = infer_lrn,
+    [KM_L_BATCHNORM] = infer_batchnorm,
+    [KM_L_DROPOUT] = infer_elementwise,
+    [KM_L_ADD] = infer_merge,
+    [KM_L_CONCAT] = infer_merge,
+    [KM_L_FLATTEN] = infer_flatten,
+    [KM_L_RESHAPE] = infer_reshape,
+    [KM_L_SOFTMAX] = infer_softmax,
+    [KM_L_RESCALE] = infer_elementwise,
+    [KM_L_NORMALIZE] = infer_normalize,
+    [KM_L_RANDOM_FLIP] = infer_host,
+    [KM_L_RANDOM_CROP] = infer_host,
+    [KM_L_RANDOM_RESIZED_CROP] = infer_host,
+    [KM_L_RANDOM_ROTATION] = infer_host,
+    [KM_L_RANDOM_TRANSLATION] = infer_host,
+    [KM_L_RANDOM_ZOOM] = infer_host,
+    [KM_L_RANDOM_BRIGHTNESS] = infer_host,
+    [KM_L_RANDOM_CONTRAST] = infer_host,
+    [KM_L_RANDOM_SATURATION] = infer_host,
+    [KM_L_RANDOM_ERASING] = infer_host,
+    [KM_L_CENTER_CROP] = infer_host,
+    [KM_L_RESIZE] = infer_host,
+};
+
+int km_layer_infers(km_layer_id id) {
+    return (unsigned)id < KM_L_COUNT && inferers[id];
+}
+
 static kiln_status infer(struct kiln_model *m, km_node *nd) {
-    const char *t = nd->spec->type;
     const km_node *x = nd->n_in ? &m->nodes[nd->in[0]] : NULL;
     double flops = 0, params = 0;
     kiln_status st = KILN_OK;
@@ -253,126 +478,9 @@ static kiln_status infer(struct kiln_model *m, km_node *nd) {
         nd->ndim = x->ndim;
         memcpy(nd->shape, x->shape, sizeof nd->shape);
     }
-    if (!strcmp(t, "input")) {
-        const km_attr_val *s = attr(nd, "shape");
-        if (s->n != 3) return km_node_error(KILN_SHAPE, m, nd, "shape=%s must be HxWxC", s->text);
-        set4(nd, s->i[2], s->i[0], s->i[1]);
-        nd->dtype = attr(nd, "dtype")->e == 0 ? KILN_U8 : KILN_F32;
-        if (nd->dtype == KILN_U8 && s->i[2] > 4)
-            return km_node_error(KILN_SHAPE, m, nd,
-                                 "a u8 input has 1 to 4 channels (the uint8 upload converts at "
-                                 "most 4), got %lld",
-                                 (long long)s->i[2]);
-    } else if (nd->spec->flags & KM_F_HOST) {
-        if ((st = need4(m, nd, x))) return st;
-        nd->dtype = x->dtype;
-        const km_attr_val *sz = attr(nd, "size");
-        int64_t H = x->shape[2], W = x->shape[3];
-        if (sz) {
-            if (!strcmp(t, "center_crop") && (sz->i[0] > H || sz->i[1] > W))
-                return km_node_error(
-                    KILN_SHAPE, m, nd, "size=%lldx%lld is larger than its input %lldx%lld",
-                    (long long)sz->i[0], (long long)sz->i[1], (long long)H, (long long)W);
-            if (!strcmp(t, "random_crop")) {
-                int64_t p = attr(nd, "padding")->i[0];
-                if (sz->i[0] > H + 2 * p || sz->i[1] > W + 2 * p)
-                    return km_node_error(KILN_SHAPE, m, nd,
-                                         "size=%lldx%lld is larger than its padded input "
-                                         "%lldx%lld",
-                                         (long long)sz->i[0], (long long)sz->i[1],
-                                         (long long)(H + 2 * p), (long long)(W + 2 * p));
-            }
-            set4(nd, x->shape[1], sz->i[0], sz->i[1]);
-        }
-        if (!strcmp(t, "random_saturation") && x->shape[1] != 3)
-            return km_node_error(KILN_SHAPE, m, nd, "needs 3 channels (RGB), '%s' has %lld",
-                                 x->name, (long long)x->shape[1]);
-    } else if (!strcmp(t, "conv2d") || !strcmp(t, "maxpool") || !strcmp(t, "avgpool")) {
-        if ((st = need4(m, nd, x))) return st;
-        if ((st = spatial(m, nd, x, strcmp(t, "conv2d") != 0, &flops, &params))) return st;
-    } else if (!strcmp(t, "dense")) {
-        if (x->ndim != 2) {
-            char s[96];
-            shape_str(x, s, sizeof s);
-            return km_node_error(KILN_SHAPE, m, nd,
-                                 "reads '%s' of shape %s; dense needs (N, features): insert "
-                                 "flatten",
-                                 x->name, s);
-        }
-        int64_t U = attr(nd, "units")->i[0];
-        int bias = attr(nd, "bias")->e;
-        params = (double)x->shape[1] * (double)U + (bias ? (double)U : 0);
-        flops = 2.0 * (double)x->shape[1] * (double)U + (bias ? (double)U : 0);
-        set2(nd, U);
-    } else if (!strcmp(t, "global_avg_pool")) {
-        if ((st = need4(m, nd, x))) return st;
-        flops = numel(x);
-        set2(nd, x->shape[1]);
-    } else if (!strcmp(t, "lrn")) {
-        if ((st = need4(m, nd, x))) return st;
-        flops = numel(nd) * (double)(attr(nd, "size")->i[0] + 4);
-    } else if (!strcmp(t, "batchnorm")) {
-        params = 2.0 * (double)x->shape[1];
-        flops = 2 * numel(nd);
-    } else if (!strcmp(t, "add") || !strcmp(t, "concat")) {
-        int cat = !strcmp(t, "concat");
-        int64_t csum = 0;
-        for (int k = 0; k < nd->n_in; k++) {
-            const km_node *y = &m->nodes[nd->in[k]];
-            int same = y->ndim == x->ndim;
-            for (int d = 1; same && d < x->ndim; d++)
-                if (y->shape[d] != x->shape[d] && !(cat && d == 1)) same = 0;
-            if (!same) {
-                char a[96], b[96];
-                shape_str(x, a, sizeof a);
-                shape_str(y, b, sizeof b);
-                return km_node_error(
-                    KILN_SHAPE, m, nd, "'%s' has shape %s but '%s' has %s (%s needs %s)", x->name,
-                    a, y->name, b, t, cat ? "equal shapes except the channels" : "equal shapes");
-            }
-            csum += y->shape[1];
-        }
-        if (cat)
-            nd->shape[1] = csum;
-        else
-            flops = numel(nd) * (nd->n_in - 1);
-    } else if (!strcmp(t, "flatten")) {
-        set2(nd, (int64_t)numel(x));
-    } else if (!strcmp(t, "reshape")) {
-        const km_attr_val *s = attr(nd, "shape");
-        double want = 1;
-        for (int k = 0; k < s->n; k++) want *= (double)s->i[k];
-        if (s->n == 2 || want != numel(x)) {
-            char a[96];
-            shape_str(x, a, sizeof a);
-            return km_node_error(KILN_SHAPE, m, nd,
-                                 "shape=%s (CxHxW or F) does not hold the %.0f values of '%s' %s",
-                                 s->text, numel(x), x->name, a);
-        }
-        if (s->n == 3)
-            set4(nd, s->i[0], s->i[1], s->i[2]);
-        else
-            set2(nd, s->i[0]);
-    } else if (!strcmp(t, "softmax")) {
-        if (x->ndim != 2) {
-            char a[96];
-            shape_str(x, a, sizeof a);
-            return km_node_error(KILN_SHAPE, m, nd, "reads '%s' of shape %s; softmax needs (N, K)",
-                                 x->name, a);
-        }
-        flops = 3 * numel(nd);
-    } else if (!strcmp(t, "normalize")) {
-        const km_attr_val *mean = attr(nd, "mean"), *sd = attr(nd, "std");
-        int64_t C = x->shape[1];
-        if ((mean->n != 1 && mean->n != C) || (sd->n != 1 && sd->n != C))
-            return km_node_error(KILN_SHAPE, m, nd,
-                                 "mean has %d and std %d values; '%s' has %lld channels (give 1 "
-                                 "or one per channel)",
-                                 mean->n, sd->n, x->name, (long long)C);
-        flops = 2 * numel(nd);
-    } else { /* activations, dropout, rescale: elementwise */
-        flops = (nd->spec->flags & KM_F_PREPROC ? 2 : 1) * numel(nd);
-    }
+    if (!km_layer_infers(nd->spec->id))
+        return km_node_error(KILN_INTERNAL, m, nd, "no shape inference for this node type");
+    if ((st = inferers[nd->spec->id](m, nd, x, &flops, &params))) return st;
     double bytes = numel(nd) * (double)kiln_dtype_size(nd->dtype) * (double)nd->shape[0];
     char h[32], s[96];
     if (bytes > KM_SIZE_LIMIT) {
@@ -459,12 +567,18 @@ static void interval_mul(double *lo, double *hi, double a, double b) {
 
 /* A monotone activation applied to both ends. */
 static double monotone_act(const km_node *nd, double x) {
-    const char *t = nd->spec->type;
-    if (!strcmp(t, "relu")) return x > 0 ? x : 0;
-    if (!strcmp(t, "leaky_relu")) return x > 0 ? x : attr(nd, "alpha")->f[0] * x;
-    if (!strcmp(t, "elu")) return x > 0 ? x : attr(nd, "alpha")->f[0] * expm1(x);
-    if (!strcmp(t, "sigmoid")) return 1 / (1 + exp(-x));
-    return tanh(x);
+    switch (nd->spec->id) {
+    case KM_L_RELU:
+        return x > 0 ? x : 0;
+    case KM_L_LEAKY_RELU:
+        return x > 0 ? x : attr(nd, "alpha")->f[0] * x;
+    case KM_L_ELU:
+        return x > 0 ? x : attr(nd, "alpha")->f[0] * expm1(x);
+    case KM_L_SIGMOID:
+        return 1 / (1 + exp(-x));
+    default:
+        return tanh(x);
+    }
 }
 
 /* The interval of values node nd outputs, from its inputs' (the lint runs in file order, a
@@ -472,9 +586,9 @@ static double monotone_act(const km_node *nd, double x) {
    through nodes whose effect on the values is known; batchnorm, lrn, gelu and the weighted
    layers end it. */
 static void propagate_range(struct kiln_model *m, km_node *nd) {
-    const char *t = nd->spec->type;
+    km_layer_id t = nd->spec->id;
     nd->ranged = 0;
-    if (!strcmp(t, "input")) {
+    if (t == KM_L_INPUT) {
         nd->ranged = nd->dtype == KILN_U8;
         nd->lo = 0;
         nd->hi = 255;
@@ -484,11 +598,11 @@ static void propagate_range(struct kiln_model *m, km_node *nd) {
         if (!m->nodes[nd->in[k]].ranged) return;
     const km_node *x = &m->nodes[nd->in[0]];
     double lo = x->lo, hi = x->hi;
-    if (!strcmp(t, "rescale")) {
+    if (t == KM_L_RESCALE) {
         double s = attr(nd, "scale")->f[0], o = attr(nd, "offset")->f[0];
         interval_mul(&lo, &hi, s, s);
         lo += o, hi += o;
-    } else if (!strcmp(t, "normalize")) {
+    } else if (t == KM_L_NORMALIZE) {
         /* Per-channel lists: the union over the channels (std > 0 by its range check). */
         const km_attr_val *mv = attr(nd, "mean"), *sv = attr(nd, "std");
         int c = mv->n > sv->n ? mv->n : sv->n;
@@ -505,29 +619,29 @@ static void propagate_range(struct kiln_model *m, km_node *nd) {
            multiplies by a factor in [1 - delta, 1 + delta]; contrast and saturation move a
            value away from a mean inside [lo, hi] by up to factor x (hi - lo). The pipeline
            works on u8 images and saturates, so for u8 data all of it stays in [0, 255]. */
-        if (!strcmp(t, "random_brightness")) {
+        if (t == KM_L_RANDOM_BRIGHTNESS) {
             double d = attr(nd, "delta")->f[0];
             interval_mul(&lo, &hi, 1 - d, 1 + d);
-        } else if (!strcmp(t, "random_contrast") || !strcmp(t, "random_saturation")) {
+        } else if (t == KM_L_RANDOM_CONTRAST || t == KM_L_RANDOM_SATURATION) {
             double w = attr(nd, "factor")->f[0] * (hi - lo);
             lo -= w, hi += w;
         }
         if (nd->dtype == KILN_U8) lo = fmax(lo, 0), hi = fmin(hi, 255);
-    } else if (!strcmp(t, "avgpool") && attr(nd, "count_include_pad")->e) {
+    } else if (t == KM_L_AVGPOOL && attr(nd, "count_include_pad")->e) {
         lo = fmin(lo, 0), hi = fmax(hi, 0); /* zero padding averaged in */
-    } else if (!strcmp(t, "add") || !strcmp(t, "concat")) {
+    } else if (t == KM_L_ADD || t == KM_L_CONCAT) {
         for (int k = 1; k < nd->n_in; k++) {
             const km_node *y = &m->nodes[nd->in[k]];
-            if (t[0] == 'a')
+            if (t == KM_L_ADD)
                 lo += y->lo, hi += y->hi;
             else
                 lo = fmin(lo, y->lo), hi = fmax(hi, y->hi);
         }
-    } else if (!strcmp(t, "relu") || !strcmp(t, "leaky_relu") || !strcmp(t, "elu") ||
-               !strcmp(t, "sigmoid") || !strcmp(t, "tanh")) {
+    } else if (t == KM_L_RELU || t == KM_L_LEAKY_RELU || t == KM_L_ELU || t == KM_L_SIGMOID ||
+               t == KM_L_TANH) {
         lo = monotone_act(nd, lo), hi = monotone_act(nd, hi);
-    } else if (!(nd->spec->flags & KM_F_VIEW) && strcmp(t, "maxpool") && strcmp(t, "avgpool") &&
-               strcmp(t, "global_avg_pool") && strcmp(t, "dropout")) {
+    } else if (!(nd->spec->flags & KM_F_VIEW) && t != KM_L_MAXPOOL && t != KM_L_AVGPOOL &&
+               t != KM_L_GLOBAL_AVG_POOL && t != KM_L_DROPOUT) {
         return; /* batchnorm, lrn, gelu, softmax, conv2d, dense: unknown after them */
     }
     /* Views and pooling keep the interval as it is (a window's max or mean lies in it), so
@@ -601,9 +715,9 @@ static void warn_scale(struct kiln_model *m, const km_node *nd, int in) {
         if (l < sizeof pre)
             l += (size_t)snprintf(pre + l, sizeof pre - l, "%s%s", n_pre ? ", " : " through ", d);
         n_pre++;
-        n_rescale += !strcmp(p->spec->type, "rescale");
+        n_rescale += p->spec->id == KM_L_RESCALE;
         const km_node *pin = &m->nodes[p->in[0]];
-        if (!strcmp(p->spec->type, "normalize") && big_norm < 0 &&
+        if (p->spec->id == KM_L_NORMALIZE && big_norm < 0 &&
             km_scale_check(pin->lo, pin->hi, NULL, 0) > 0)
             big_norm = chain[k];
     }
@@ -643,13 +757,13 @@ static void warn_scale(struct kiln_model *m, const km_node *nd, int in) {
 static void lint_input(struct kiln_model *m, int i) {
     km_node *nd = &m->nodes[i];
     propagate_range(m, nd);
-    if (!strcmp(nd->spec->type, "input")) {
+    if (nd->spec->id == KM_L_INPUT) {
         nd->raw = nd->dtype == KILN_U8;
         return;
     }
     int raw_in = first_input_on_path(m, nd, 1);
     nd->raw = raw_in >= 0;
-    if (nd->spec->flags & KM_F_PREPROC || !strcmp(nd->spec->type, "batchnorm")) nd->raw = 0;
+    if (nd->spec->flags & KM_F_PREPROC || nd->spec->id == KM_L_BATCHNORM) nd->raw = 0;
     if (!(nd->spec->flags & KM_F_WEIGHTED)) return;
     nd->raw = 0; /* one warning per path is enough */
     if (raw_in < 0) {
@@ -788,7 +902,7 @@ static kiln_status lint_outputs(struct kiln_model *m) {
     }
     for (int i = 0; i < m->n; i++) {
         const km_node *nd = &m->nodes[i];
-        if (strcmp(nd->spec->type, "softmax") || !nd->n_consumers) continue;
+        if (nd->spec->id != KM_L_SOFTMAX || !nd->n_consumers) continue;
         return km_node_error(KILN_INVALID_ARGUMENT, m, nd,
                              "is read by other nodes; softmax is fused into the loss and may "
                              "only end the model (declare it as an output)");
@@ -827,7 +941,7 @@ kiln_status kiln_model_finalize(kiln_model_t m, const kiln_model_config *cfg) {
         nd->is_output = 0;
         nd->shape[0] = c.batch;
         if (!(st = resolve_inputs(m, i)) && !(st = resolve_attrs(m, nd))) st = infer(m, nd);
-        if (!st && !strcmp(nd->spec->type, "input") &&
+        if (!st && nd->spec->id == KM_L_INPUT &&
             ((c.input_h && c.input_h != nd->shape[2]) || (c.input_w && c.input_w != nd->shape[3]) ||
              (c.input_c && c.input_c != nd->shape[1])))
             st = km_node_error(KILN_SHAPE, m, nd,
@@ -872,7 +986,7 @@ kiln_status kiln_model_finalize(kiln_model_t m, const kiln_model_config *cfg) {
             for (int k = 0; k < m->nodes[j].n_in; k++)
                 if (m->nodes[j].in[k] == i && !is_hostside(&m->nodes[j])) counted = 1;
         if (counted) act += numel(nd) * (double)kiln_dtype_size(nd->dtype) * (double)c.batch;
-        if (!strcmp(nd->spec->type, "input") && !t->input_h) {
+        if (nd->spec->id == KM_L_INPUT && !t->input_h) {
             t->input_h = (int)nd->shape[2];
             t->input_w = (int)nd->shape[3];
             t->input_c = (int)nd->shape[1];

@@ -81,42 +81,12 @@ static const km_attr_spec a_erasing[] = {
     {"p", KM_FLOAT, "0.5", 0, 1, 0}, {"scale", KM_FLOATS, "[0.02, 0.33]", 1e-6, 1, 0}, {0}};
 static const km_attr_spec a_size[] = {{"size", KM_PAIR, NULL, 1, 1 << 16, 0}, {0}};
 
-#define HOST_RANDOM (KM_F_HOST | KM_F_TRAIN)
-const km_layer_spec km_layers[] = {{"input", 0, 0, 0, a_input},
-                                   {"conv2d", 1, 1, KM_F_WEIGHTED, a_conv},
-                                   {"dense", 1, 1, KM_F_WEIGHTED, a_dense},
-                                   {"relu", 1, 1, 0, a_none},
-                                   {"leaky_relu", 1, 1, 0, a_leaky},
-                                   {"elu", 1, 1, 0, a_elu},
-                                   {"sigmoid", 1, 1, 0, a_none},
-                                   {"tanh", 1, 1, 0, a_none},
-                                   {"gelu", 1, 1, 0, a_none},
-                                   {"maxpool", 1, 1, 0, a_maxpool},
-                                   {"avgpool", 1, 1, 0, a_avgpool},
-                                   {"global_avg_pool", 1, 1, 0, a_none},
-                                   {"lrn", 1, 1, 0, a_lrn},
-                                   {"batchnorm", 1, 1, 0, a_bn},
-                                   {"dropout", 1, 1, KM_F_EVAL_SKIP, a_dropout},
-                                   {"add", 2, KILN_MODEL_MAX_INPUTS, 0, a_none},
-                                   {"concat", 2, KILN_MODEL_MAX_INPUTS, 0, a_none},
-                                   {"flatten", 1, 1, KM_F_VIEW, a_none},
-                                   {"reshape", 1, 1, KM_F_VIEW, a_reshape},
-                                   {"softmax", 1, 1, 0, a_none},
-                                   {"rescale", 1, 1, KM_F_PREPROC, a_rescale},
-                                   {"normalize", 1, 1, KM_F_PREPROC, a_normalize},
-                                   {"random_flip", 1, 1, HOST_RANDOM, a_flip},
-                                   {"random_crop", 1, 1, HOST_RANDOM, a_crop},
-                                   {"random_resized_crop", 1, 1, HOST_RANDOM, a_rrc},
-                                   {"random_rotation", 1, 1, HOST_RANDOM, a_rotation},
-                                   {"random_translation", 1, 1, HOST_RANDOM, a_translation},
-                                   {"random_zoom", 1, 1, HOST_RANDOM, a_zoom},
-                                   {"random_brightness", 1, 1, HOST_RANDOM, a_brightness},
-                                   {"random_contrast", 1, 1, HOST_RANDOM, a_factor},
-                                   {"random_saturation", 1, 1, HOST_RANDOM, a_factor},
-                                   {"random_erasing", 1, 1, HOST_RANDOM, a_erasing},
-                                   {"center_crop", 1, 1, KM_F_HOST, a_size},
-                                   {"resize", 1, 1, KM_F_HOST, a_size},
-                                   {0}};
+const km_layer_spec km_layers[] = {
+#define X(id, type, min_in, max_in, flags, attrs) {KM_L_##id, type, min_in, max_in, flags, attrs},
+#include "layers.def"
+#undef X
+    {0}};
+_Static_assert(sizeof km_layers / sizeof km_layers[0] == KM_L_COUNT + 1, "one spec per layer id");
 
 const km_layer_spec *km_find_layer(const char *type) {
     for (const km_layer_spec *s = km_layers; s->type; s++)

@@ -464,6 +464,17 @@ static void test_api(void) {
           "continuation lines and comments");
 }
 
+/* ---- the layer table: every layer has its entry in each concern's own table ---- */
+static void test_layer_table(void) {
+    int n = 0;
+    for (const km_layer_spec *s = km_layers; s->type; s++, n++) {
+        CHECK((int)s->id == n && km_find_layer(s->type) == s, "layer '%s': id %d at index %d",
+              s->type, (int)s->id, n);
+        CHECK(km_layer_infers(s->id), "layer '%s' has no shape inference (model-lint.c)", s->type);
+    }
+    CHECK(n == KM_L_COUNT, "%d layer specs, %d ids", n, (int)KM_L_COUNT);
+}
+
 /* ---- the zoo against parameter counts computed from the layer widths ---- */
 static int64_t conv3(int64_t cin, int64_t cout) {
     return cin * cout * 3 * 3 + cout; /* 3x3 kernel + bias */
@@ -613,6 +624,7 @@ int main(void) {
     test_scale_warning();
     test_scale_rule();
     test_api();
+    test_layer_table();
     test_zoo();
     test_files();
     return check_done();
