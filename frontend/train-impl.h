@@ -95,6 +95,9 @@ float kt_dist_grad_scale(const struct kiln_trainer *t);
 
 /* Builds and allocates both graphs, fills t->params / t->bns. */
 kiln_status kt_lower(struct kiln_trainer *t);
+/* 1 when lowering has an entry for layer id (a km_layer_id); the input, pipeline and
+   rescale/normalize layers have none, they fold into the upload. */
+int kt_layer_lowers(int id);
 /* Deterministic initialization of every parameter from (seed, parameter index). */
 kiln_status kt_init_params(struct kiln_trainer *t);
 /* The training and eval specs from the model's pipeline nodes or a user spec. */

@@ -132,7 +132,12 @@ void kt_pads(const km_node *nd, const km_node *x, int64_t kh, int64_t kw, int64_
     }
 }
 
-static kiln_tensor *lower_conv(lower_ctx *c, const km_node *nd, const km_node *xn, kiln_tensor *x) {
+/* One device node: i its index, xn its first input and x that input's value (NULL for none). */
+typedef kiln_tensor *(*lower_fn)(lower_ctx *c, int i, const km_node *nd, const km_node *xn,
+                                 kiln_tensor *x);
+
+static kiln_tensor *lower_conv(lower_ctx *c, int i, const km_node *nd, const km_node *xn,
+                               kiln_tensor *x) {
     const km_attr_val *kv = attr(nd, "kernel"), *sv = attr(nd, "stride"),
                       *dv = attr(nd, "dilation");
     int64_t O = attr(nd, "filters")->i[0], g = attr(nd, "groups")->i[0];
@@ -150,7 +155,7 @@ static kiln_tensor *lower_conv(lower_ctx *c, const km_node *nd, const km_node *x
     return op(c, nd, KILN_OP_CONV2D, &p, sizeof p, 3, src, 4, nd->shape);
 }
 
-static kiln_tensor *lower_dense(lower_ctx *c, const km_node *nd, const km_node *xn,
+static kiln_tensor *lower_dense(lower_ctx *c, int i, const km_node *nd, const km_node *xn,
                                 kiln_tensor *x) {
     if (x->ndim != 2) {
         return lower_error(c, nd, "dense needs a (N, F) input: flatten first");
@@ -167,8 +172,10 @@ static kiln_tensor *lower_dense(lower_ctx *c, const km_node *nd, const km_node *
     return op(c, nd, KILN_OP_BIAS_ADD, NULL, 0, 2, bsrc, 2, nd->shape);
 }
 
-static kiln_tensor *lower_pool(lower_ctx *c, const km_node *nd, const km_node *xn, kiln_tensor *x,
-                               int avg) {
+/* maxpool, avgpool */
+static kiln_tensor *lower_pool(lower_ctx *c, int i, const km_node *nd, const km_node *xn,
+                               kiln_tensor *x) {
+    int avg = nd->spec->id == KM_L_AVGPOOL;
     const km_attr_val *kv = attr(nd, "pool"), *sv = attr(nd, "stride");
     int64_t kh = kv->i[0], kw = kv->i[1], sh = sv ? sv->i[0] : kh, sw = sv ? sv->i[1] : kw;
     kiln_pool2d_params p = {avg ? KILN_POOL_AVG : KILN_POOL_MAX,
@@ -188,7 +195,8 @@ static kiln_tensor *lower_pool(lower_ctx *c, const km_node *nd, const km_node *x
     return op(c, nd, KILN_OP_POOL2D, &p, sizeof p, 1, &x, 4, nd->shape);
 }
 
-static kiln_tensor *lower_bn(lower_ctx *c, const km_node *nd, kiln_tensor *x) {
+static kiln_tensor *lower_bn(lower_ctx *c, int i, const km_node *nd, const km_node *xn,
+                             kiln_tensor *x) {
     struct kiln_trainer *t = c->t;
     int64_t C = x->shape[1], cs[1] = {C}, ss[2] = {2, C};
     kiln_tensor *gamma = param(c, nd, "weight", 1, cs, 0, "ones", 0, 0);
@@ -223,27 +231,21 @@ static kiln_tensor *lower_bn(lower_ctx *c, const km_node *nd, kiln_tensor *x) {
                          x->ndim, x->shape);
 }
 
-static int act_type(const char *type, kiln_act_params *p, const km_node *nd) {
-    static const struct {
-        const char *name;
-        kiln_act_type t;
-    } acts[] = {{"relu", KILN_ACT_RELU}, {"leaky_relu", KILN_ACT_LEAKY_RELU},
-                {"elu", KILN_ACT_ELU},   {"sigmoid", KILN_ACT_SIGMOID},
-                {"tanh", KILN_ACT_TANH}, {"gelu", KILN_ACT_GELU}};
-    for (size_t k = 0; k < sizeof acts / sizeof acts[0]; k++)
-        if (!strcmp(type, acts[k].name)) {
-            const km_attr_val *a = attr(nd, "alpha");
-            p->type = acts[k].t;
-            p->alpha = a ? (float)a->f[0] : 0.0f;
-            return 1;
-        }
-    return 0;
+static kiln_tensor *lower_act(lower_ctx *c, int i, const km_node *nd, const km_node *xn,
+                              kiln_tensor *x) {
+    static const kiln_act_type acts[KM_L_COUNT] = {
+        [KM_L_RELU] = KILN_ACT_RELU, [KM_L_LEAKY_RELU] = KILN_ACT_LEAKY_RELU,
+        [KM_L_ELU] = KILN_ACT_ELU,   [KM_L_SIGMOID] = KILN_ACT_SIGMOID,
+        [KM_L_TANH] = KILN_ACT_TANH, [KM_L_GELU] = KILN_ACT_GELU};
+    const km_attr_val *a = attr(nd, "alpha");
+    kiln_act_params p = {acts[nd->spec->id], a ? (float)a->f[0] : 0.0f};
+    return op(c, nd, KILN_OP_ACT, &p, sizeof p, 1, &x, x->ndim, x->shape);
 }
 
 /* Folds rescale/normalize into the pending affine map of its input. */
 static kiln_status fold_preproc(lower_ctx *c, const km_node *nd, kt_val *v) {
     int C = (int)nd->shape[1];
-    if (!strcmp(nd->spec->type, "rescale")) {
+    if (nd->spec->id == KM_L_RESCALE) {
         float s = (float)attr(nd, "scale")->f[0], o = (float)attr(nd, "offset")->f[0];
         for (int k = 0; k < 4; k++) v->scale[k] *= s, v->bias[k] = v->bias[k] * s + o;
         return KILN_OK;
@@ -259,69 +261,108 @@ static kiln_status fold_preproc(lower_ctx *c, const km_node *nd, kt_val *v) {
     return KILN_OK;
 }
 
+static kiln_tensor *lower_global_avg_pool(lower_ctx *c, int i, const km_node *nd, const km_node *xn,
+                                          kiln_tensor *x) {
+    kiln_pool2d_params p = {.type = KILN_POOL_AVG,
+                            .kernel_h = (int32_t)x->shape[2],
+                            .kernel_w = (int32_t)x->shape[3],
+                            .stride_h = 1,
+                            .stride_w = 1,
+                            .count_include_pad = 1};
+    int64_t ps[4] = {x->shape[0], x->shape[1], 1, 1}, fs[2] = {x->shape[0], x->shape[1]};
+    kiln_tensor *y = op(c, nd, KILN_OP_POOL2D, &p, sizeof p, 1, &x, 4, ps);
+    return y ? kiln_graph_reshape(c->kg->g, y, 2, fs) : NULL;
+}
+
+static kiln_tensor *lower_lrn(lower_ctx *c, int i, const km_node *nd, const km_node *xn,
+                              kiln_tensor *x) {
+    kiln_lrn_params p = {(int32_t)attr(nd, "size")->i[0], (float)attr(nd, "alpha")->f[0],
+                         (float)attr(nd, "beta")->f[0], (float)attr(nd, "k")->f[0]};
+    return op(c, nd, KILN_OP_LRN, &p, sizeof p, 1, &x, 4, x->shape);
+}
+
+static kiln_tensor *lower_dropout(lower_ctx *c, int i, const km_node *nd, const km_node *xn,
+                                  kiln_tensor *x) {
+    float rate = (float)attr(nd, "rate")->f[0];
+    if (!c->training || rate <= 0) return x;
+    /* Each dropout layer its own key, derived from the seed and the node's position. */
+    uint64_t key = c->t->o.seed * 0x9E3779B97F4A7C15ull + (uint64_t)i + 1;
+    kiln_dropout_params p = {rate,
+                             (uint32_t)fmin((double)rate * 4294967296.0, 4294967295.0),
+                             (uint32_t)key,
+                             (uint32_t)(key >> 32),
+                             0,
+                             0};
+    return op(c, nd, KILN_OP_DROPOUT, &p, sizeof p, 1, &x, x->ndim, x->shape);
+}
+
+/* add, concat */
+static kiln_tensor *lower_merge(lower_ctx *c, int i, const km_node *nd, const km_node *xn,
+                                kiln_tensor *x) {
+    kiln_tensor *src[KILN_MODEL_MAX_INPUTS] = {0};
+    for (int k = 0; k < nd->n_in; k++)
+        if (!(src[k] = value(c, nd->in[k]))) return NULL;
+    if (nd->spec->id == KM_L_CONCAT) {
+        kiln_concat_params p = {1};
+        return op(c, nd, KILN_OP_CONCAT, &p, sizeof p, nd->n_in, src, nd->ndim, nd->shape);
+    }
+    kiln_tensor *y = src[0];
+    for (int k = 1; k < nd->n_in && y; k++) {
+        kiln_tensor *pair[2] = {y, src[k]};
+        y = op(c, nd, KILN_OP_ADD, NULL, 0, 2, pair, x->ndim, x->shape);
+    }
+    return y;
+}
+
+/* flatten, reshape */
+static kiln_tensor *lower_view(lower_ctx *c, int i, const km_node *nd, const km_node *xn,
+                               kiln_tensor *x) {
+    return kiln_graph_reshape(c->kg->g, x, nd->ndim, nd->shape);
+}
+
+/* fused with the loss */
+static kiln_tensor *lower_softmax(lower_ctx *c, int i, const km_node *nd, const km_node *xn,
+                                  kiln_tensor *x) {
+    return x;
+}
+
+/* The input, pipeline and rescale/normalize nodes have none: lower_graph folds them into the
+   pending upload. */
+static const lower_fn lowerers[KM_L_COUNT] = {
+    [KM_L_CONV2D] = lower_conv,
+    [KM_L_DENSE] = lower_dense,
+    [KM_L_RELU] = lower_act,
+    [KM_L_LEAKY_RELU] = lower_act,
+    [KM_L_ELU] = lower_act,
+    [KM_L_SIGMOID] = lower_act,
+    [KM_L_TANH] = lower_act,
+    [KM_L_GELU] = lower_act,
+    [KM_L_MAXPOOL] = lower_pool,
+    [KM_L_AVGPOOL] = lower_pool,
+    [KM_L_GLOBAL_AVG_POOL] = lower_global_avg_pool,
+    [KM_L_LRN] = lower_lrn,
+    [KM_L_BATCHNORM] = lower_bn,
+    [KM_L_DROPOUT] = lower_dropout,
+    [KM_L_ADD] = lower_merge,
+    [KM_L_CONCAT] = lower_merge,
+    [KM_L_FLATTEN] = lower_view,
+    [KM_L_RESHAPE] = lower_view,
+    [KM_L_SOFTMAX] = lower_softmax,
+};
+
+int kt_layer_lowers(int id) {
+    return id >= 0 && id < KM_L_COUNT && lowerers[id];
+}
+
 static kiln_tensor *lower_node(lower_ctx *c, int i) {
     struct kiln_model *m = c->t->model;
     const km_node *nd = &m->nodes[i];
-    const char *type = nd->spec->type;
     const km_node *xn = nd->n_in ? &m->nodes[nd->in[0]] : NULL;
     kiln_tensor *x = xn ? value(c, nd->in[0]) : NULL;
     if (xn && !x) return NULL;
-    kiln_act_params ap;
-    if (!strcmp(type, "conv2d")) return lower_conv(c, nd, xn, x);
-    if (!strcmp(type, "dense")) return lower_dense(c, nd, xn, x);
-    if (act_type(type, &ap, nd))
-        return op(c, nd, KILN_OP_ACT, &ap, sizeof ap, 1, &x, x->ndim, x->shape);
-    if (!strcmp(type, "maxpool") || !strcmp(type, "avgpool"))
-        return lower_pool(c, nd, xn, x, type[0] == 'a');
-    if (!strcmp(type, "global_avg_pool")) {
-        kiln_pool2d_params p = {.type = KILN_POOL_AVG,
-                                .kernel_h = (int32_t)x->shape[2],
-                                .kernel_w = (int32_t)x->shape[3],
-                                .stride_h = 1,
-                                .stride_w = 1,
-                                .count_include_pad = 1};
-        int64_t ps[4] = {x->shape[0], x->shape[1], 1, 1}, fs[2] = {x->shape[0], x->shape[1]};
-        kiln_tensor *y = op(c, nd, KILN_OP_POOL2D, &p, sizeof p, 1, &x, 4, ps);
-        return y ? kiln_graph_reshape(c->kg->g, y, 2, fs) : NULL;
-    }
-    if (!strcmp(type, "lrn")) {
-        kiln_lrn_params p = {(int32_t)attr(nd, "size")->i[0], (float)attr(nd, "alpha")->f[0],
-                             (float)attr(nd, "beta")->f[0], (float)attr(nd, "k")->f[0]};
-        return op(c, nd, KILN_OP_LRN, &p, sizeof p, 1, &x, 4, x->shape);
-    }
-    if (!strcmp(type, "batchnorm")) return lower_bn(c, nd, x);
-    if (!strcmp(type, "dropout")) {
-        float rate = (float)attr(nd, "rate")->f[0];
-        if (!c->training || rate <= 0) return x;
-        /* Each dropout layer its own key, derived from the seed and the node's position. */
-        uint64_t key = c->t->o.seed * 0x9E3779B97F4A7C15ull + (uint64_t)i + 1;
-        kiln_dropout_params p = {rate,
-                                 (uint32_t)fmin((double)rate * 4294967296.0, 4294967295.0),
-                                 (uint32_t)key,
-                                 (uint32_t)(key >> 32),
-                                 0,
-                                 0};
-        return op(c, nd, KILN_OP_DROPOUT, &p, sizeof p, 1, &x, x->ndim, x->shape);
-    }
-    if (!strcmp(type, "add") || !strcmp(type, "concat")) {
-        kiln_tensor *src[KILN_MODEL_MAX_INPUTS];
-        for (int k = 0; k < nd->n_in; k++)
-            if (!(src[k] = value(c, nd->in[k]))) return NULL;
-        if (type[0] == 'c') {
-            kiln_concat_params p = {1};
-            return op(c, nd, KILN_OP_CONCAT, &p, sizeof p, nd->n_in, src, nd->ndim, nd->shape);
-        }
-        kiln_tensor *y = src[0];
-        for (int k = 1; k < nd->n_in && y; k++) {
-            kiln_tensor *pair[2] = {y, src[k]};
-            y = op(c, nd, KILN_OP_ADD, NULL, 0, 2, pair, x->ndim, x->shape);
-        }
-        return y;
-    }
-    if (!strcmp(type, "flatten") || !strcmp(type, "reshape"))
-        return kiln_graph_reshape(c->kg->g, x, nd->ndim, nd->shape);
-    if (!strcmp(type, "softmax")) return x; /* fused with the loss */
-    return lower_error(c, nd, "no lowering for this node type");
+    if (!kt_layer_lowers((int)nd->spec->id))
+        return lower_error(c, nd, "no lowering for this node type");
+    return lowerers[nd->spec->id](c, i, nd, xn, x);
 }
 
 static kiln_status lower_graph(struct kiln_trainer *t, kt_graph *kg, int training) {
@@ -335,7 +376,7 @@ static kiln_status lower_graph(struct kiln_trainer *t, kt_graph *kg, int trainin
         const km_node *nd = &m->nodes[i];
         kt_val *v = &c.val[i];
         if (nd->is_output && out < 0) out = i;
-        if (!strcmp(nd->spec->type, "input")) {
+        if (nd->spec->id == KM_L_INPUT) {
             v->pending = 1;
             for (int k = 0; k < 4; k++) v->scale[k] = 1.0f;
             continue;
@@ -512,13 +553,13 @@ kiln_status kt_augment_specs(struct kiln_trainer *t) {
     } else {
         for (int i = 0; i < m->n; i++) {
             const km_node *nd = &m->nodes[i];
-            const char *ty = nd->spec->type;
+            km_layer_id ty = nd->spec->id;
             if (!(nd->spec->flags & KM_F_HOST)) continue;
             const km_attr_val *sz = attr(nd, "size");
-            if (!strcmp(ty, "random_flip")) {
+            if (ty == KM_L_RANDOM_FLIP) {
                 int e = attr(nd, "mode")->e;
                 append(spec, sizeof spec, "%s", e == 0 ? "flip:h" : e == 1 ? "flip:v" : "flip:hv");
-            } else if (!strcmp(ty, "random_crop")) {
+            } else if (ty == KM_L_RANDOM_CROP) {
                 if (attr(nd, "pad_mode")->e != 0)
                     return node_error(m, nd, "only pad_mode=zero is supported by the pipeline");
                 if (attr(nd, "padding")->i[0] > 0)
@@ -526,31 +567,31 @@ kiln_status kt_augment_specs(struct kiln_trainer *t) {
                 if (sz)
                     append(spec, sizeof spec, "crop:%lldx%lld", (long long)sz->i[1],
                            (long long)sz->i[0]);
-            } else if (!strcmp(ty, "random_resized_crop")) {
+            } else if (ty == KM_L_RANDOM_RESIZED_CROP) {
                 const km_attr_val *sc = attr(nd, "scale"), *ra = attr(nd, "ratio");
                 if (sz->i[0] != sz->i[1])
                     return node_error(m, nd, "the pipeline's random resized crop is square");
                 append(spec, sizeof spec, "rrc:%lld:%g-%g:%g-%g", (long long)sz->i[0], sc->f[0],
                        sc->f[1], ra->f[0], ra->f[1]);
-            } else if (!strcmp(ty, "random_rotation")) {
+            } else if (ty == KM_L_RANDOM_ROTATION) {
                 append(spec, sizeof spec, "rotate:%g", attr(nd, "degrees")->f[0] / 360.0);
-            } else if (!strcmp(ty, "random_translation")) {
+            } else if (ty == KM_L_RANDOM_TRANSLATION) {
                 append(spec, sizeof spec, "translate:%g", attr(nd, "fraction")->f[0]);
-            } else if (!strcmp(ty, "random_zoom")) {
+            } else if (ty == KM_L_RANDOM_ZOOM) {
                 return node_error(m, nd,
                                   "the data pipeline has no zoom yet: give --augment without it "
                                   "(e.g. --augment flip:h,rotate:0.1) or remove the zoom");
-            } else if (!strcmp(ty, "random_brightness")) {
+            } else if (ty == KM_L_RANDOM_BRIGHTNESS) {
                 append(spec, sizeof spec, "jitter:%g:0:0", attr(nd, "delta")->f[0]);
-            } else if (!strcmp(ty, "random_contrast")) {
+            } else if (ty == KM_L_RANDOM_CONTRAST) {
                 append(spec, sizeof spec, "jitter:0:%g:0", attr(nd, "factor")->f[0]);
-            } else if (!strcmp(ty, "random_saturation")) {
+            } else if (ty == KM_L_RANDOM_SATURATION) {
                 append(spec, sizeof spec, "jitter:0:0:%g", attr(nd, "factor")->f[0]);
-            } else if (!strcmp(ty, "random_erasing")) {
+            } else if (ty == KM_L_RANDOM_ERASING) {
                 append(spec, sizeof spec, "erase:%g", attr(nd, "p")->f[0]);
-            } else if (!strcmp(ty, "center_crop")) {
+            } else if (ty == KM_L_CENTER_CROP) {
                 append(spec, sizeof spec, "center:%.0fx%.0f", (double)sz->i[1], (double)sz->i[0]);
-            } else if (!strcmp(ty, "resize")) {
+            } else if (ty == KM_L_RESIZE) {
                 append(spec, sizeof spec, "size:%.0fx%.0f", (double)sz->i[1], (double)sz->i[0]);
             }
         }

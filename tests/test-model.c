@@ -11,6 +11,7 @@
 #include "kiln/kiln.h"
 #include "kiln/model.h"
 #include "model-impl.h"
+#include "train-impl.h"
 
 static int has(const char *hay, const char *needle) {
     return hay && strstr(hay, needle) != NULL;
@@ -471,6 +472,9 @@ static void test_layer_table(void) {
         CHECK((int)s->id == n && km_find_layer(s->type) == s, "layer '%s': id %d at index %d",
               s->type, (int)s->id, n);
         CHECK(km_layer_infers(s->id), "layer '%s' has no shape inference (model-lint.c)", s->type);
+        int folded = s->id == KM_L_INPUT || (s->flags & (KM_F_HOST | KM_F_PREPROC));
+        CHECK(folded || kt_layer_lowers((int)s->id), "layer '%s' has no lowering (train-lower.c)",
+              s->type);
     }
     CHECK(n == KM_L_COUNT, "%d layer specs, %d ids", n, (int)KM_L_COUNT);
 }
