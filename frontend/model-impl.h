@@ -119,8 +119,10 @@ int km_attr_index(const km_layer_spec *s, const char *key);
 /* "relu, sigmoid, ..." for messages */
 void km_layer_list(char *out, size_t n);
 
-/* 1 when shape inference (model-lint.c) has an entry for layer id. */
+/* 1 when the concern's own table has an entry for layer id: shape inference (model-lint.c),
+   ONNX export (onnx-export.c). Lowering's is kt_layer_lowers (train-impl.h). */
 int km_layer_infers(km_layer_id id);
+int km_layer_exports(km_layer_id id);
 
 /* "file:line: node 'name' (type): <fmt>" into the error message. */
 kiln_status km_node_error(kiln_status st, const struct kiln_model *m, const km_node *n,

@@ -373,7 +373,10 @@ static const char *use(exporter *e, const km_node *reader, int j) {
 
 /* ---- the node mapping ---- */
 
-static void conv(exporter *e, const km_node *nd, const km_node *xn, const char *x) {
+/* One device node: i its index, xn its first input and x that input's ONNX value. */
+typedef void (*export_fn)(exporter *e, int i, const km_node *nd, const km_node *xn, const char *x);
+
+static void conv(exporter *e, int i, const km_node *nd, const km_node *xn, const char *x) {
     const km_attr_val *kv = attr(nd, "kernel"), *sv = attr(nd, "stride"),
                       *dv = attr(nd, "dilation");
     int64_t O = attr(nd, "filters")->i[0], g = attr(nd, "groups")->i[0], C = xn->shape[1];
@@ -392,7 +395,7 @@ static void conv(exporter *e, const km_node *nd, const km_node *xn, const char *
     emit(e, "Conv", in, in[2] ? 3 : 2, nd->name, &a);
 }
 
-static void dense(exporter *e, const km_node *nd, const km_node *xn, const char *x) {
+static void dense(exporter *e, int i, const km_node *nd, const km_node *xn, const char *x) {
     if (xn->ndim != 2) {
         fail(e, nd, "dense needs a (N, F) input: flatten first");
         return;
@@ -412,7 +415,8 @@ static void dense(exporter *e, const km_node *nd, const km_node *xn, const char 
    Max pooling ignores padding either way. Average pooling counts padding in the divisor when
    count_include_pad, but kiln's divisor stops at the padded input (the ceil overhang is never
    counted); then the real padding becomes a zero Pad and the pool excludes the rest. */
-static void pool(exporter *e, const km_node *nd, const km_node *xn, const char *x, int avg) {
+static void pool(exporter *e, int i, const km_node *nd, const km_node *xn, const char *x) {
+    int avg = nd->spec->id == KM_L_AVGPOOL;
     const km_attr_val *kv = attr(nd, "pool"), *sv = attr(nd, "stride");
     int64_t kh = kv->i[0], kw = kv->i[1], sh = sv ? sv->i[0] : kh, sw = sv ? sv->i[1] : kw;
     int32_t p[4];
@@ -447,7 +451,7 @@ static void pool(exporter *e, const km_node *nd, const km_node *xn, const char *
     emit1(e, avg ? "AveragePool" : "MaxPool", x, nd->name, &a);
 }
 
-static void batchnorm(exporter *e, const km_node *nd, const km_node *xn, const char *x) {
+static void batchnorm(exporter *e, int i, const km_node *nd, const km_node *xn, const char *x) {
     int64_t C = xn->shape[1], cs[1] = {C}, ss[2] = {2, C};
     const char *gamma = weight(e, nd, "weight", 1, cs), *beta = weight(e, nd, "bias", 1, cs);
     /* The checkpoint's [2, C] running statistics (mean, variance) as the two inputs. */
@@ -462,19 +466,18 @@ static void batchnorm(exporter *e, const km_node *nd, const km_node *xn, const c
     emit(e, "BatchNormalization", in, 5, nd->name, &a);
 }
 
-static void activation(exporter *e, const km_node *nd, const char *type, const char *x) {
-    static const struct {
-        const char *kiln, *onnx;
-    } plain[] = {{"relu", "Relu"}, {"sigmoid", "Sigmoid"}, {"tanh", "Tanh"}};
-    for (size_t k = 0; k < sizeof plain / sizeof plain[0]; k++)
-        if (!strcmp(type, plain[k].kiln)) {
-            emit1(e, plain[k].onnx, x, nd->name, NULL);
-            return;
-        }
-    if (!strcmp(type, "leaky_relu") || !strcmp(type, "elu")) {
+static void activation(exporter *e, int i, const km_node *nd, const km_node *xn, const char *x) {
+    static const char *const plain[KM_L_COUNT] = {
+        [KM_L_RELU] = "Relu", [KM_L_SIGMOID] = "Sigmoid", [KM_L_TANH] = "Tanh"};
+    km_layer_id id = nd->spec->id;
+    if (plain[id]) {
+        emit1(e, plain[id], x, nd->name, NULL);
+        return;
+    }
+    if (id == KM_L_LEAKY_RELU || id == KM_L_ELU) {
         pb a = {0};
         attr_float(&a, "alpha", (float)attr(nd, "alpha")->f[0]);
-        emit1(e, type[0] == 'l' ? "LeakyRelu" : "Elu", x, nd->name, &a);
+        emit1(e, id == KM_L_LEAKY_RELU ? "LeakyRelu" : "Elu", x, nd->name, &a);
         return;
     }
     /* gelu, kiln's erf form: 0.5 x (1 + erf(x / sqrt 2)); ONNX has Gelu only from opset 20. */
@@ -488,9 +491,9 @@ static void activation(exporter *e, const km_node *nd, const char *type, const c
 }
 
 /* rescale: x * scale (+ offset); normalize: (x - mean) / std, per channel or one value. */
-static void preproc(exporter *e, const km_node *nd, const char *x) {
+static void preproc(exporter *e, int i, const km_node *nd, const km_node *xn, const char *x) {
     char mid[NAME];
-    if (!strcmp(nd->spec->type, "rescale")) {
+    if (nd->spec->id == KM_L_RESCALE) {
         float off = (float)attr(nd, "offset")->f[0];
         snprintf(mid, sizeof mid, "%s/scaled", nd->name);
         emit2(e, "Mul", x, scalar(e, nd, "scale", (float)attr(nd, "scale")->f[0]),
@@ -513,89 +516,122 @@ static void preproc(exporter *e, const km_node *nd, const char *x) {
     emit2(e, "Div", mid, constant(e, nd, "std", DT_FLOAT, sv->n > 1 ? 4 : 0, ds, sd), nd->name);
 }
 
+static void global_avg_pool(exporter *e, int i, const km_node *nd, const km_node *xn,
+                            const char *x) {
+    char pooled[NAME];
+    snprintf(pooled, sizeof pooled, "%s/pooled", nd->name);
+    emit1(e, "GlobalAveragePool", x, pooled, NULL);
+    pb a = {0};
+    attr_int(&a, "axis", 1);
+    emit1(e, "Flatten", pooled, nd->name, &a);
+}
+
+static void lrn(exporter *e, int i, const km_node *nd, const km_node *xn, const char *x) {
+    int64_t size = attr(nd, "size")->i[0];
+    /* kiln (like PyTorch) sums size/2 channels before and (size-1)/2 after; ONNX the other
+       way round, which only agrees for odd sizes. */
+    if (size % 2 == 0) {
+        fail(e, nd,
+             "an even size has no ONNX LRN equivalent (ONNX centres the window the other "
+             "way); use an odd size");
+        return;
+    }
+    pb a = {0};
+    attr_int(&a, "size", size);
+    attr_float(&a, "alpha", (float)attr(nd, "alpha")->f[0]);
+    attr_float(&a, "beta", (float)attr(nd, "beta")->f[0]);
+    attr_float(&a, "bias", (float)attr(nd, "k")->f[0]);
+    emit1(e, "LRN", x, nd->name, &a);
+}
+
+/* Identity at inference; softmax is fused with the loss (the export adds one only when asked,
+   like kiln predict). */
+static void identity(exporter *e, int i, const km_node *nd, const km_node *xn, const char *x) {
+    snprintf(e->val[i], sizeof e->val[i], "%s", x);
+}
+
+static void flatten(exporter *e, int i, const km_node *nd, const km_node *xn, const char *x) {
+    if (xn->ndim == 2) {
+        identity(e, i, nd, xn, x);
+        return;
+    }
+    pb a = {0};
+    attr_int(&a, "axis", 1);
+    emit1(e, "Flatten", x, nd->name, &a);
+}
+
+static void reshape(exporter *e, int i, const km_node *nd, const km_node *xn, const char *x) {
+    int64_t shape[4] = {-1}, n[1] = {nd->ndim};
+    for (int d = 1; d < nd->ndim; d++) shape[d] = nd->shape[d];
+    emit2(e, "Reshape", x, constant(e, nd, "shape", DT_INT64, 1, n, shape), nd->name);
+}
+
+/* add, concat */
+static void merge(exporter *e, int i, const km_node *nd, const km_node *xn, const char *x) {
+    const char *in[KILN_MODEL_MAX_INPUTS];
+    for (int k = 0; k < nd->n_in; k++)
+        if (!(in[k] = use(e, nd, nd->in[k]))) return;
+    if (nd->spec->id == KM_L_CONCAT) {
+        pb a = {0};
+        attr_int(&a, "axis", 1);
+        emit(e, "Concat", in, nd->n_in, nd->name, &a);
+        return;
+    }
+    /* Pairwise from the left, as lowering adds them. */
+    char part[2][NAME];
+    const char *acc = in[0];
+    for (int k = 1; k < nd->n_in; k++) {
+        char *out = part[k % 2];
+        if (k == nd->n_in - 1)
+            out = e->val[i];
+        else
+            snprintf(out, NAME, "%s/sum%d", nd->name, k);
+        emit2(e, "Add", acc, in[k], out);
+        acc = out;
+    }
+}
+
+/* The input and the pipeline's nodes have none: walk() handles them before the upload. */
+static const export_fn exporters[KM_L_COUNT] = {
+    [KM_L_CONV2D] = conv,
+    [KM_L_DENSE] = dense,
+    [KM_L_RELU] = activation,
+    [KM_L_LEAKY_RELU] = activation,
+    [KM_L_ELU] = activation,
+    [KM_L_SIGMOID] = activation,
+    [KM_L_TANH] = activation,
+    [KM_L_GELU] = activation,
+    [KM_L_MAXPOOL] = pool,
+    [KM_L_AVGPOOL] = pool,
+    [KM_L_GLOBAL_AVG_POOL] = global_avg_pool,
+    [KM_L_LRN] = lrn,
+    [KM_L_BATCHNORM] = batchnorm,
+    [KM_L_DROPOUT] = identity,
+    [KM_L_ADD] = merge,
+    [KM_L_CONCAT] = merge,
+    [KM_L_FLATTEN] = flatten,
+    [KM_L_RESHAPE] = reshape,
+    [KM_L_SOFTMAX] = identity,
+    [KM_L_RESCALE] = preproc,
+    [KM_L_NORMALIZE] = preproc,
+};
+
+int km_layer_exports(km_layer_id id) {
+    return (unsigned)id < KM_L_COUNT && exporters[id];
+}
+
 /* One device node; sets e->val[i] (an alias for nodes that are identities at inference). */
 static void map_node(exporter *e, int i) {
     struct kiln_model *m = e->m;
     const km_node *nd = &m->nodes[i];
-    const char *type = nd->spec->type;
     const km_node *xn = nd->n_in ? &m->nodes[nd->in[0]] : NULL;
     const char *x = xn ? use(e, nd, nd->in[0]) : NULL;
     if (xn && !x) return;
     snprintf(e->val[i], sizeof e->val[i], "%s", nd->name);
-    if (nd->spec->flags & KM_F_PREPROC) {
-        preproc(e, nd, x);
-    } else if (!strcmp(type, "conv2d")) {
-        conv(e, nd, xn, x);
-    } else if (!strcmp(type, "dense")) {
-        dense(e, nd, xn, x);
-    } else if (!strcmp(type, "relu") || !strcmp(type, "leaky_relu") || !strcmp(type, "elu") ||
-               !strcmp(type, "sigmoid") || !strcmp(type, "tanh") || !strcmp(type, "gelu")) {
-        activation(e, nd, type, x);
-    } else if (!strcmp(type, "maxpool") || !strcmp(type, "avgpool")) {
-        pool(e, nd, xn, x, type[0] == 'a');
-    } else if (!strcmp(type, "global_avg_pool")) {
-        char pooled[NAME];
-        snprintf(pooled, sizeof pooled, "%s/pooled", nd->name);
-        emit1(e, "GlobalAveragePool", x, pooled, NULL);
-        pb a = {0};
-        attr_int(&a, "axis", 1);
-        emit1(e, "Flatten", pooled, nd->name, &a);
-    } else if (!strcmp(type, "lrn")) {
-        int64_t size = attr(nd, "size")->i[0];
-        /* kiln (like PyTorch) sums size/2 channels before and (size-1)/2 after; ONNX the other
-           way round, which only agrees for odd sizes. */
-        if (size % 2 == 0) {
-            fail(e, nd,
-                 "an even size has no ONNX LRN equivalent (ONNX centres the window the other "
-                 "way); use an odd size");
-            return;
-        }
-        pb a = {0};
-        attr_int(&a, "size", size);
-        attr_float(&a, "alpha", (float)attr(nd, "alpha")->f[0]);
-        attr_float(&a, "beta", (float)attr(nd, "beta")->f[0]);
-        attr_float(&a, "bias", (float)attr(nd, "k")->f[0]);
-        emit1(e, "LRN", x, nd->name, &a);
-    } else if (!strcmp(type, "batchnorm")) {
-        batchnorm(e, nd, xn, x);
-    } else if (!strcmp(type, "dropout") || !strcmp(type, "softmax") ||
-               (!strcmp(type, "flatten") && xn->ndim == 2)) {
-        /* Identity at inference; softmax is fused with the loss (the export adds one only
-           when asked, like kiln predict). */
-        snprintf(e->val[i], sizeof e->val[i], "%s", x);
-    } else if (!strcmp(type, "flatten")) {
-        pb a = {0};
-        attr_int(&a, "axis", 1);
-        emit1(e, "Flatten", x, nd->name, &a);
-    } else if (!strcmp(type, "reshape")) {
-        int64_t shape[4] = {-1}, n[1] = {nd->ndim};
-        for (int d = 1; d < nd->ndim; d++) shape[d] = nd->shape[d];
-        emit2(e, "Reshape", x, constant(e, nd, "shape", DT_INT64, 1, n, shape), nd->name);
-    } else if (!strcmp(type, "concat") || !strcmp(type, "add")) {
-        const char *in[KILN_MODEL_MAX_INPUTS];
-        for (int k = 0; k < nd->n_in; k++)
-            if (!(in[k] = use(e, nd, nd->in[k]))) return;
-        if (type[0] == 'c') {
-            pb a = {0};
-            attr_int(&a, "axis", 1);
-            emit(e, "Concat", in, nd->n_in, nd->name, &a);
-            return;
-        }
-        /* Pairwise from the left, as lowering adds them. */
-        char part[2][NAME];
-        const char *acc = in[0];
-        for (int k = 1; k < nd->n_in; k++) {
-            char *out = part[k % 2];
-            if (k == nd->n_in - 1)
-                out = e->val[i];
-            else
-                snprintf(out, NAME, "%s/sum%d", nd->name, k);
-            emit2(e, "Add", acc, in[k], out);
-            acc = out;
-        }
-    } else {
+    if (km_layer_exports(nd->spec->id))
+        exporters[nd->spec->id](e, i, nd, xn, x);
+    else
         fail(e, nd, "no ONNX mapping for this node type");
-    }
 }
 
 static kiln_status walk(exporter *e, const kiln_onnx_options *o, char *out_name, size_t n) {
@@ -605,7 +641,7 @@ static kiln_status walk(exporter *e, const kiln_onnx_options *o, char *out_name,
     for (int i = 0; i < m->n && !e->err; i++) {
         const km_node *nd = &m->nodes[i];
         if (nd->is_output && out < 0) out = i;
-        if (!strcmp(nd->spec->type, "input")) {
+        if (nd->spec->id == KM_L_INPUT) {
             if (e->in_node >= 0 && e->in_node != i)
                 return fail(e, nd, "a second input: the exported graph has one input");
             e->in_node = i;

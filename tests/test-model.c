@@ -475,6 +475,10 @@ static void test_layer_table(void) {
         int folded = s->id == KM_L_INPUT || (s->flags & (KM_F_HOST | KM_F_PREPROC));
         CHECK(folded || kt_layer_lowers((int)s->id), "layer '%s' has no lowering (train-lower.c)",
               s->type);
+        /* The export handles the input and the pipeline itself: an entry for them never runs. */
+        int host = s->id == KM_L_INPUT || (s->flags & KM_F_HOST);
+        CHECK(!(host && km_layer_exports(s->id)),
+              "layer '%s' runs before the upload but has an ONNX export entry", s->type);
     }
     CHECK(n == KM_L_COUNT, "%d layer specs, %d ids", n, (int)KM_L_COUNT);
 }
