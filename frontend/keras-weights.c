@@ -256,17 +256,16 @@ static kt_bn *find_bn(struct kiln_trainer *t, const char *node) {
 static int flatten_source(const struct kiln_model *m, int j, int64_t chw[3]) {
     while (j >= 0 && m->nodes[j].ndim == 2) {
         const km_node *nd = &m->nodes[j];
-        const char *ty = nd->spec->type;
-        if (!strcmp(ty, "flatten")) {
+        km_layer_id ty = nd->spec->id;
+        if (ty == KM_L_FLATTEN) {
             const km_node *x = &m->nodes[nd->in[0]];
             if (x->ndim != 4) return 0;
             chw[0] = x->shape[1], chw[1] = x->shape[2], chw[2] = x->shape[3];
             return chw[1] * chw[2] > 1 && chw[0] > 1;
         }
-        int elementwise = !strcmp(ty, "dropout") || !strcmp(ty, "relu") ||
-                          !strcmp(ty, "leaky_relu") || !strcmp(ty, "elu") ||
-                          !strcmp(ty, "sigmoid") || !strcmp(ty, "tanh") || !strcmp(ty, "gelu") ||
-                          !strcmp(ty, "batchnorm");
+        int elementwise = ty == KM_L_DROPOUT || ty == KM_L_RELU || ty == KM_L_LEAKY_RELU ||
+                          ty == KM_L_ELU || ty == KM_L_SIGMOID || ty == KM_L_TANH ||
+                          ty == KM_L_GELU || ty == KM_L_BATCHNORM;
         if (!elementwise || nd->n_in != 1) return 0;
         j = nd->in[0];
     }
@@ -291,7 +290,8 @@ static kiln_status load_node(loader *L, int i) {
     const struct kiln_model *m = L->t->model;
     const km_node *nd = &m->nodes[i];
     const char *ty = nd->spec->type;
-    int conv = !strcmp(ty, "conv2d"), dense = !strcmp(ty, "dense"), bn = !strcmp(ty, "batchnorm");
+    km_layer_id id = nd->spec->id;
+    int conv = id == KM_L_CONV2D, dense = id == KM_L_DENSE, bn = id == KM_L_BATCHNORM;
     if (!conv && !dense && !bn) return KILN_OK;
     const kw_path *kp = NULL;
     for (int k = 0; k < L->paths->n && !kp; k++)

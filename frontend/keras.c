@@ -971,7 +971,7 @@ static kiln_status map_functional(kx *c, const cJSON *cfg, const char *name, int
 static void set_classes(struct kiln_model *m, const char *out) {
     for (int i = kiln_model_find(m, out); i >= 0;) {
         const km_node *nd = &m->nodes[i];
-        if (!strcmp(nd->spec->type, "dense")) {
+        if (nd->spec->id == KM_L_DENSE) {
             const char *u = kiln_model_attr(m, i, "units");
             if (u) km_set_var(m, 0, "classes", u);
             return;
