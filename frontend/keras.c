@@ -632,72 +632,120 @@ static kiln_status map_augmentation(kx *c, kx_layer *L) {
     return add_self(c, L, "random_zoom", a);
 }
 
-static const char *const kx_classes =
-    "InputLayer, Conv2D, Dense, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, Flatten, "
-    "Dropout, BatchNormalization, Activation, ReLU, LeakyReLU, ELU, Softmax, Rescaling, "
-    "Normalization, Add, Concatenate, RandomFlip, RandomCrop, RandomRotation, RandomTranslation, "
-    "RandomContrast, RandomBrightness, RandomZoom, Resizing, CenterCrop, Sequential, Functional";
-
-static int is_class(const char *cls, const char *const *list) {
-    for (; *list; list++)
-        if (!strcmp(cls, *list)) return 1;
-    return 0;
+static kiln_status map_maxpool(kx *c, kx_layer *L) {
+    return map_pool(c, L, 0);
 }
 
-static kiln_status map_layer(kx *c, kx_layer *L) {
-    const char *cls = L->cls;
-    static const char *const acts[] = {"Activation", "ReLU", "LeakyReLU", "ELU", "Softmax", NULL};
-    static const char *const augs[] = {
-        "RandomFlip",       "RandomCrop", "RandomRotation", "RandomTranslation", "RandomContrast",
-        "RandomBrightness", "RandomZoom", "Resizing",       "CenterCrop",        NULL};
+static kiln_status map_avgpool(kx *c, kx_layer *L) {
+    return map_pool(c, L, 1);
+}
+
+static kiln_status map_global_avg_pool(kx *c, kx_layer *L) {
     kiln_status st;
-    if (!strcmp(cls, "Conv2D") || !strcmp(cls, "Convolution2D")) return map_conv(c, L);
-    if (!strcmp(cls, "Dense")) return map_dense(c, L);
-    if (!strcmp(cls, "MaxPooling2D") || !strcmp(cls, "MaxPool2D")) return map_pool(c, L, 0);
-    if (!strcmp(cls, "AveragePooling2D") || !strcmp(cls, "AvgPool2D")) return map_pool(c, L, 1);
-    if (!strcmp(cls, "GlobalAveragePooling2D") || !strcmp(cls, "GlobalAvgPool2D")) {
-        if ((st = need_inputs(c, L, 1, 1)) || (st = channels_last(c, L))) return st;
-        if (cJSON_IsTrue(get(L->cfg, "keepdims")))
-            return kx_err(c, L,
-                          "keepdims=True is not mapped (kiln's global_avg_pool gives "
-                          "(batch, channels))");
-        return add_self(c, L, "global_avg_pool", NULL);
-    }
-    if (!strcmp(cls, "Flatten")) {
-        if ((st = need_inputs(c, L, 1, 1)) || (st = channels_last(c, L))) return st;
-        return add_self(c, L, "flatten", NULL);
-    }
-    if (!strcmp(cls, "Dropout")) {
-        double rate = 0.5;
-        if ((st = need_inputs(c, L, 1, 1))) return st;
-        if (num(get(L->cfg, "rate"), &rate) || rate < 0 || rate >= 1)
-            return kx_err(c, L, "'rate' must be a number in [0, 1)");
-        if (!is_null(get(L->cfg, "noise_shape")))
-            return kx_err(c, L, "noise_shape is not mapped (kiln drops single values)");
-        char a[48];
-        snprintf(a, sizeof a, "rate=%.9g", rate > 0.999 ? 0.999 : rate);
-        return add_self(c, L, "dropout", a);
-    }
-    if (!strcmp(cls, "BatchNormalization")) return map_batchnorm(c, L);
-    if (is_class(cls, acts)) return map_activation_layer(c, L);
-    if (!strcmp(cls, "Rescaling")) return map_rescaling(c, L);
-    if (!strcmp(cls, "Normalization")) return map_normalization(c, L);
-    if (!strcmp(cls, "Add")) return map_merge(c, L, 0);
-    if (!strcmp(cls, "Concatenate")) return map_merge(c, L, 1);
-    if (is_class(cls, augs)) return map_augmentation(c, L);
-    if (!strcmp(cls, "Sequential")) {
-        if ((st = need_inputs(c, L, 1, 1))) return st;
-        return map_sequential(c, L->cfg, L->name, L->in[0], L->out);
-    }
-    if (!strcmp(cls, "Functional") || !strcmp(cls, "Model")) {
-        char outs[KILN_MODEL_MAX_INPUTS][KILN_MODEL_MAX_NAME];
-        int n_out = 0;
-        if ((st = map_functional(c, L->cfg, L->name, L->n_in, L->in, outs, &n_out))) return st;
-        if (n_out != 1) return kx_err(c, L, "a nested model with %d outputs is not mapped", n_out);
-        snprintf(L->out, sizeof L->out, "%s", outs[0]);
-        return KILN_OK;
-    }
-    return kx_err(c, L, "kiln cannot map this layer class (it maps %s)", kx_classes);
+    if ((st = need_inputs(c, L, 1, 1)) || (st = channels_last(c, L))) return st;
+    if (cJSON_IsTrue(get(L->cfg, "keepdims")))
+        return kx_err(c, L,
+                      "keepdims=True is not mapped (kiln's global_avg_pool gives "
+                      "(batch, channels))");
+    return add_self(c, L, "global_avg_pool", NULL);
+}
+
+static kiln_status map_flatten(kx *c, kx_layer *L) {
+    kiln_status st;
+    if ((st = need_inputs(c, L, 1, 1)) || (st = channels_last(c, L))) return st;
+    return add_self(c, L, "flatten", NULL);
+}
+
+static kiln_status map_dropout(kx *c, kx_layer *L) {
+    kiln_status st;
+    double rate = 0.5;
+    if ((st = need_inputs(c, L, 1, 1))) return st;
+    if (num(get(L->cfg, "rate"), &rate) || rate < 0 || rate >= 1)
+        return kx_err(c, L, "'rate' must be a number in [0, 1)");
+    if (!is_null(get(L->cfg, "noise_shape")))
+        return kx_err(c, L, "noise_shape is not mapped (kiln drops single values)");
+    char a[48];
+    snprintf(a, sizeof a, "rate=%.9g", rate > 0.999 ? 0.999 : rate);
+    return add_self(c, L, "dropout", a);
+}
+
+static kiln_status map_add(kx *c, kx_layer *L) {
+    return map_merge(c, L, 0);
+}
+
+static kiln_status map_concat(kx *c, kx_layer *L) {
+    return map_merge(c, L, 1);
+}
+
+static kiln_status map_nested_sequential(kx *c, kx_layer *L) {
+    kiln_status st;
+    if ((st = need_inputs(c, L, 1, 1))) return st;
+    return map_sequential(c, L->cfg, L->name, L->in[0], L->out);
+}
+
+static kiln_status map_nested_functional(kx *c, kx_layer *L) {
+    kiln_status st;
+    char outs[KILN_MODEL_MAX_INPUTS][KILN_MODEL_MAX_NAME];
+    int n_out = 0;
+    if ((st = map_functional(c, L->cfg, L->name, L->n_in, L->in, outs, &n_out))) return st;
+    if (n_out != 1) return kx_err(c, L, "a nested model with %d outputs is not mapped", n_out);
+    snprintf(L->out, sizeof L->out, "%s", outs[0]);
+    return KILN_OK;
+}
+
+/* Every Keras class kiln maps, in the order the refusal lists them; an alias is not listed.
+   InputLayer is mapped where a model's inputs are read, never as a layer. */
+static const struct {
+    const char *cls;
+    kiln_status (*map)(kx *c, kx_layer *L);
+    int alias;
+} kx_mappers[] = {{"InputLayer", NULL, 0},
+                  {"Conv2D", map_conv, 0},
+                  {"Convolution2D", map_conv, 1},
+                  {"Dense", map_dense, 0},
+                  {"MaxPooling2D", map_maxpool, 0},
+                  {"MaxPool2D", map_maxpool, 1},
+                  {"AveragePooling2D", map_avgpool, 0},
+                  {"AvgPool2D", map_avgpool, 1},
+                  {"GlobalAveragePooling2D", map_global_avg_pool, 0},
+                  {"GlobalAvgPool2D", map_global_avg_pool, 1},
+                  {"Flatten", map_flatten, 0},
+                  {"Dropout", map_dropout, 0},
+                  {"BatchNormalization", map_batchnorm, 0},
+                  {"Activation", map_activation_layer, 0},
+                  {"ReLU", map_activation_layer, 0},
+                  {"LeakyReLU", map_activation_layer, 0},
+                  {"ELU", map_activation_layer, 0},
+                  {"Softmax", map_activation_layer, 0},
+                  {"Rescaling", map_rescaling, 0},
+                  {"Normalization", map_normalization, 0},
+                  {"Add", map_add, 0},
+                  {"Concatenate", map_concat, 0},
+                  {"RandomFlip", map_augmentation, 0},
+                  {"RandomCrop", map_augmentation, 0},
+                  {"RandomRotation", map_augmentation, 0},
+                  {"RandomTranslation", map_augmentation, 0},
+                  {"RandomContrast", map_augmentation, 0},
+                  {"RandomBrightness", map_augmentation, 0},
+                  {"RandomZoom", map_augmentation, 0},
+                  {"Resizing", map_augmentation, 0},
+                  {"CenterCrop", map_augmentation, 0},
+                  {"Sequential", map_nested_sequential, 0},
+                  {"Functional", map_nested_functional, 0},
+                  {"Model", map_nested_functional, 1}};
+
+static kiln_status map_layer(kx *c, kx_layer *L) {
+    size_t n = sizeof kx_mappers / sizeof kx_mappers[0];
+    for (size_t k = 0; k < n; k++)
+        if (kx_mappers[k].map && !strcmp(L->cls, kx_mappers[k].cls)) return kx_mappers[k].map(c, L);
+    char list[1024];
+    size_t len = 0;
+    list[0] = '\0';
+    for (size_t k = 0; k < n && len < sizeof list; k++)
+        if (!kx_mappers[k].alias)
+            len += (size_t)snprintf(list + len, sizeof list - len, "%s%s", len ? ", " : "",
+                                    kx_mappers[k].cls);
+    return kx_err(c, L, "kiln cannot map this layer class (it maps %s)", list);
 }
 
 /* ---- graphs ---- */

@@ -319,6 +319,12 @@ static void refused(const char *what, const char *cls, const char *cfg, const ch
 static void test_refusals(void) {
     refused("unknown class", "Conv3D", "\"filters\": 4",
             "refused.json: layers[2] 'x' (Conv3D): kiln cannot map this layer class");
+    refused("the mapped classes", "Conv3D", "\"filters\": 4",
+            "(it maps InputLayer, Conv2D, Dense, MaxPooling2D, AveragePooling2D, "
+            "GlobalAveragePooling2D, Flatten, Dropout, BatchNormalization, Activation, ReLU, "
+            "LeakyReLU, ELU, Softmax, Rescaling, Normalization, Add, Concatenate, RandomFlip, "
+            "RandomCrop, RandomRotation, RandomTranslation, RandomContrast, RandomBrightness, "
+            "RandomZoom, Resizing, CenterCrop, Sequential, Functional)");
     ref_shape = "\"shape\": [null, 8, 8, 4], ";
     refused("Dense on a map", "Dense", "\"units\": 4", "layers[2] 'x' (Dense): reads a 4-D tensor");
     ref_shape = "";
