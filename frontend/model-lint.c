@@ -586,9 +586,9 @@ static double monotone_act(const km_node *nd, double x) {
    through nodes whose effect on the values is known; batchnorm, lrn, gelu and the weighted
    layers end it. */
 static void propagate_range(struct kiln_model *m, km_node *nd) {
-    km_layer_id t = nd->spec->id;
+    km_layer_id id = nd->spec->id;
     nd->ranged = 0;
-    if (t == KM_L_INPUT) {
+    if (id == KM_L_INPUT) {
         nd->ranged = nd->dtype == KILN_U8;
         nd->lo = 0;
         nd->hi = 255;
@@ -598,11 +598,11 @@ static void propagate_range(struct kiln_model *m, km_node *nd) {
         if (!m->nodes[nd->in[k]].ranged) return;
     const km_node *x = &m->nodes[nd->in[0]];
     double lo = x->lo, hi = x->hi;
-    if (t == KM_L_RESCALE) {
+    if (id == KM_L_RESCALE) {
         double s = attr(nd, "scale")->f[0], o = attr(nd, "offset")->f[0];
         interval_mul(&lo, &hi, s, s);
         lo += o, hi += o;
-    } else if (t == KM_L_NORMALIZE) {
+    } else if (id == KM_L_NORMALIZE) {
         /* Per-channel lists: the union over the channels (std > 0 by its range check). */
         const km_attr_val *mv = attr(nd, "mean"), *sv = attr(nd, "std");
         int c = mv->n > sv->n ? mv->n : sv->n;
@@ -619,29 +619,29 @@ static void propagate_range(struct kiln_model *m, km_node *nd) {
            multiplies by a factor in [1 - delta, 1 + delta]; contrast and saturation move a
            value away from a mean inside [lo, hi] by up to factor x (hi - lo). The pipeline
            works on u8 images and saturates, so for u8 data all of it stays in [0, 255]. */
-        if (t == KM_L_RANDOM_BRIGHTNESS) {
+        if (id == KM_L_RANDOM_BRIGHTNESS) {
             double d = attr(nd, "delta")->f[0];
             interval_mul(&lo, &hi, 1 - d, 1 + d);
-        } else if (t == KM_L_RANDOM_CONTRAST || t == KM_L_RANDOM_SATURATION) {
+        } else if (id == KM_L_RANDOM_CONTRAST || id == KM_L_RANDOM_SATURATION) {
             double w = attr(nd, "factor")->f[0] * (hi - lo);
             lo -= w, hi += w;
         }
         if (nd->dtype == KILN_U8) lo = fmax(lo, 0), hi = fmin(hi, 255);
-    } else if (t == KM_L_AVGPOOL && attr(nd, "count_include_pad")->e) {
+    } else if (id == KM_L_AVGPOOL && attr(nd, "count_include_pad")->e) {
         lo = fmin(lo, 0), hi = fmax(hi, 0); /* zero padding averaged in */
-    } else if (t == KM_L_ADD || t == KM_L_CONCAT) {
+    } else if (id == KM_L_ADD || id == KM_L_CONCAT) {
         for (int k = 1; k < nd->n_in; k++) {
             const km_node *y = &m->nodes[nd->in[k]];
-            if (t == KM_L_ADD)
+            if (id == KM_L_ADD)
                 lo += y->lo, hi += y->hi;
             else
                 lo = fmin(lo, y->lo), hi = fmax(hi, y->hi);
         }
-    } else if (t == KM_L_RELU || t == KM_L_LEAKY_RELU || t == KM_L_ELU || t == KM_L_SIGMOID ||
-               t == KM_L_TANH) {
+    } else if (id == KM_L_RELU || id == KM_L_LEAKY_RELU || id == KM_L_ELU || id == KM_L_SIGMOID ||
+               id == KM_L_TANH) {
         lo = monotone_act(nd, lo), hi = monotone_act(nd, hi);
-    } else if (!(nd->spec->flags & KM_F_VIEW) && t != KM_L_MAXPOOL && t != KM_L_AVGPOOL &&
-               t != KM_L_GLOBAL_AVG_POOL && t != KM_L_DROPOUT) {
+    } else if (!(nd->spec->flags & KM_F_VIEW) && id != KM_L_MAXPOOL && id != KM_L_AVGPOOL &&
+               id != KM_L_GLOBAL_AVG_POOL && id != KM_L_DROPOUT) {
         return; /* batchnorm, lrn, gelu, softmax, conv2d, dense: unknown after them */
     }
     /* Views and pooling keep the interval as it is (a window's max or mean lies in it), so
