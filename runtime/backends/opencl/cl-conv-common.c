@@ -102,3 +102,9 @@ kiln_status kiln_cl_conv_tune_get(kiln_backend_t be, kiln_cl_conv_tune *t) {
     }
     return KILN_OK;
 }
+
+kiln_status kiln_cl_conv_launch(kiln_backend_t be, cl_kernel k, const char *name, size_t g0,
+                                size_t g1, size_t g2) {
+    size_t global[3] = {g0, g1, g2};
+    return kiln_cl_launch(kiln_cl(be), k, name, 3, global, NULL);
+}

@@ -58,12 +58,6 @@ static kiln_status kernel(kiln_backend_t be, const char *name, cl_kernel *k) {
     return kiln_cl_get_kernel(kiln_cl(be), "winograd.cl", name, "", k);
 }
 
-static kiln_status launch(kiln_backend_t be, cl_kernel k, const char *name, size_t g0, size_t g1,
-                          size_t g2) {
-    size_t global[3] = {g0, g1, g2};
-    return kiln_cl_launch(kiln_cl(be), k, name, 3, global, NULL);
-}
-
 static kiln_status run(kiln_backend_t be, const wino_geom *t, const kiln_tensor *x,
                        const kiln_tensor *w, const kiln_tensor *bias, kiln_tensor *y) {
     const size_t u_elems = 16 * t->oe * t->ce, per_image = 16 * t->tiles * (t->ce + t->oe);
@@ -90,7 +84,7 @@ static kiln_status run(kiln_backend_t be, const wino_geom *t, const kiln_tensor 
     if (!st)
         st = kiln_cl_args(kf, "wino_filter", 7, sizeof wm, &wm, sizeof wo, &wo, sizeof ws, &ws,
                           sizeof uo, &uo, sizeof oe, &oe, sizeof ce, &ce, sizeof bwd, &bwd);
-    if (!st) st = launch(be, kf, "wino_filter", t->ce, t->oe, 1);
+    if (!st) st = kiln_cl_conv_launch(be, kf, "wino_filter", t->ce, t->oe, 1);
     const size_t in_image = t->ce * t->h * t->w, out_image = t->oe * t->oh * t->ow;
     for (size_t n0 = 0; n0 < t->n && !st; n0 += nb) {
         size_t cnt = t->n - n0 < nb ? t->n - n0 : nb, cols = cnt * t->tiles;
@@ -101,7 +95,7 @@ static kiln_status run(kiln_backend_t be, const wino_geom *t, const kiln_tensor 
                                sizeof vo, &vo, sizeof ce, &ce, sizeof h, &h, sizeof wd, &wd,
                                sizeof pt, &pt, sizeof pl, &pl, sizeof tw, &tw, sizeof tiles, &tiles,
                                sizeof c, &c)) ||
-            (st = launch(be, ki, "wino_input", t->tiles, t->ce, cnt)))
+            (st = kiln_cl_conv_launch(be, ki, "wino_input", t->tiles, t->ce, cnt)))
             break;
         kiln_cl_mat u = {ws, 0, t->ce, t->oe * t->ce};
         kiln_cl_mat v = {ws, (size_t)vo, cols, t->ce * cols};
@@ -112,7 +106,7 @@ static kiln_status run(kiln_backend_t be, const wino_geom *t, const kiln_tensor 
                                &has, sizeof oe, &oe, sizeof oh, &oh, sizeof ow, &ow, sizeof tw, &tw,
                                sizeof tiles, &tiles, sizeof c, &c)))
             break;
-        st = launch(be, ko, "wino_output", t->tiles, t->oe, cnt);
+        st = kiln_cl_conv_launch(be, ko, "wino_output", t->tiles, t->oe, cnt);
     }
     clReleaseMemObject(ws);
     return st;

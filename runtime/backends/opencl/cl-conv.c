@@ -75,12 +75,6 @@ static kiln_status kernel(kiln_backend_t be, const char *name, cl_kernel *k) {
     return kiln_cl_get_kernel(kiln_cl(be), "conv.cl", name, "", k);
 }
 
-static kiln_status launch(kiln_backend_t be, cl_kernel k, const char *name, size_t g0, size_t g1,
-                          size_t g2) {
-    size_t global[3] = {g0, g1, g2};
-    return kiln_cl_launch(kiln_cl(be), k, name, 3, global, NULL);
-}
-
 static kiln_status im2col(kiln_backend_t be, const geom *g, size_t nb, cl_mem x, size_t x_off,
                           cl_mem col, size_t col_off) {
     cl_kernel k;
@@ -91,7 +85,7 @@ static kiln_status im2col(kiln_backend_t be, const geom *g, size_t nb, cl_mem x,
         (st = kiln_cl_args(k, "conv_im2col", 5, sizeof x, &x, sizeof xo, &xo, sizeof col, &col,
                            sizeof co, &co, sizeof geo, &geo)))
         return st;
-    return launch(be, k, "conv_im2col", g->oh, g->c * g->kh * g->kw, nb);
+    return kiln_cl_conv_launch(be, k, "conv_im2col", g->oh, g->c * g->kh * g->kw, nb);
 }
 
 static kiln_status col2im(kiln_backend_t be, const geom *g, size_t nb, cl_mem col, size_t col_off,
@@ -104,7 +98,7 @@ static kiln_status col2im(kiln_backend_t be, const geom *g, size_t nb, cl_mem co
         (st = kiln_cl_args(k, "conv_col2im", 5, sizeof col, &col, sizeof co, &co, sizeof dx, &dx,
                            sizeof xo, &xo, sizeof geo, &geo)))
         return st;
-    return launch(be, k, "conv_col2im", g->h, g->c, nb);
+    return kiln_cl_conv_launch(be, k, "conv_col2im", g->h, g->c, nb);
 }
 
 /* dst[j][i][p] = src[i][j][p] (+ bias[i]); bias may be NULL. */
@@ -122,7 +116,7 @@ static kiln_status transpose01(kiln_backend_t be, cl_mem src, size_t src_off, cl
                            &dst, sizeof dof, &dof, sizeof bm, &bm, sizeof bo, &bo, sizeof has, &has,
                            sizeof a, &a, sizeof b, &b, sizeof pl, &pl)))
         return st;
-    return launch(be, k, "conv_transpose01", plane, d1, d0);
+    return kiln_cl_conv_launch(be, k, "conv_transpose01", plane, d1, d0);
 }
 
 /* The per-call workspace: col (k*groups rows x nb*ohw), then staging (o x nb*ohw, only when
@@ -170,8 +164,9 @@ static kiln_status conv_direct(kiln_backend_t be, const geom *g, const kiln_tens
                            sizeof ym, &ym, sizeof yo, &yo, sizeof geo, &geo, sizeof nblk, &nblk,
                            sizeof nimg, &nimg)))
         return st;
-    return launch(be, k, "conv_direct", (g->ow + KILN_CONV_DIRECT_PX - 1) / KILN_CONV_DIRECT_PX,
-                  g->oh, g->n * g->groups * (size_t)nblk);
+    return kiln_cl_conv_launch(be, k, "conv_direct",
+                               (g->ow + KILN_CONV_DIRECT_PX - 1) / KILN_CONV_DIRECT_PX, g->oh,
+                               g->n * g->groups * (size_t)nblk);
 }
 
 kiln_status kiln_cl_conv2d(kiln_backend_t be, kiln_tensor *dst) {
@@ -337,11 +332,11 @@ kiln_status kiln_cl_bias_grad(kiln_backend_t be, kiln_tensor *dst) {
         !(st = kiln_cl_args(k, "bias_grad_rows", 7, sizeof dym, &dym, sizeof dyo, &dyo, sizeof part,
                             &part, sizeof po, &po, sizeof c, &c, sizeof n, &n, sizeof plane,
                             &plane)))
-        st = launch(be, k, "bias_grad_rows", c, n, 1);
+        st = kiln_cl_conv_launch(be, k, "bias_grad_rows", c, n, 1);
     if (!st && n > 1 && !(st = kernel(be, "bias_grad_cols", &k)) &&
         !(st = kiln_cl_args(k, "bias_grad_cols", 6, sizeof part, &part, sizeof po, &po, sizeof dbm,
                             &dbm, sizeof dbo, &dbo, sizeof c, &c, sizeof n, &n)))
-        st = launch(be, k, "bias_grad_cols", c, 1, 1);
+        st = kiln_cl_conv_launch(be, k, "bias_grad_cols", c, 1, 1);
     if (n > 1) clReleaseMemObject(part);
     if (!st && n == 0) {
         cl_float zero = 0.0f;
