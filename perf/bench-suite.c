@@ -41,6 +41,8 @@ typedef struct {
 /* ---- op cases: one node, its inputs, timed on every backend, checked against cpu ---- */
 
 #define MAX_IN 3
+/* --quick: a case (or a training step) whose warm-up takes longer is timed once. */
+#define QUICK_ONCE_MS 1000.0
 
 typedef struct {
     kiln_op op;
@@ -97,7 +99,8 @@ static int run_case(suite *s, const op_case *c, kiln_backend_t be, float *host, 
         for (int i = 0; i < c->nin; i++) out.src[i] = &in[i];
         memcpy(out.op_params, c->params, sizeof c->params);
         compute_arg a = {be, &out};
-        ok = kiln_time_runs(compute_once, &a, 1, 3, s->min_ms, 100, tm) == 0 &&
+        ok = kiln_time_runs(compute_once, &a, 1, 3, s->min_ms, 100,
+                            s->quick ? QUICK_ONCE_MS : 0, tm) == 0 &&
              kiln_tensor_get(&out, host, (size_t)numel(c->out_shape, c->out_nd) * 4) == KILN_OK;
     }
     if (!ok)
@@ -411,7 +414,8 @@ static void train_steps(suite *s) {
             double first = -1;
             usleep(20000);
             if (!kiln_bench_train(s->r, s->b[i].be, s->b[i].name, t->model, t->input, t->batch,
-                                  s->quick ? 0 : s->min_ms * 10, i ? ref : -1, &first)) {
+                                  s->quick ? 0 : s->min_ms * 10, s->quick ? QUICK_ONCE_MS : 0,
+                                  i ? ref : -1, &first)) {
                 s->failed = 1;
                 continue;
             }
@@ -673,7 +677,8 @@ static void usage(FILE *f) {
             "  backend (opencl, clblast, auto) plus the cpu backend: peak probe, GEMM, conv and\n"
             "  pooling layers, u8_to_f32, training steps, first step in a new process, data\n"
             "  pipeline; PyTorch (2 threads) and PIL peers when installed.\n"
-            "  --quick     the training-step configurations only (alexnet@64, vgg16n@32), short\n"
+            "  --quick     the training-step configurations only (alexnet@64, vgg16n@32), short;\n"
+            "              a case whose warm-up takes over a second is timed once\n"
             "  --only      comma list of gemm, conv, pool, convert, train, first-step, data\n"
             "  --backends  comma list of opencl, clblast, auto (cpu always runs: the reference)\n"
             "  --min-ms    time each op case for at least MS (default 30, quick 10; at least 3\n"

@@ -78,18 +78,24 @@ static int step_run(void *arg) {
 }
 
 int kiln_bench_train(kiln_bench_report *r, kiln_backend_t be, const char *backend_name,
-                     const char *model, int input, int batch, double min_ms, double ref_loss,
-                     double *first_loss) {
+                     const char *model, int input, int batch, double min_ms, double once_ms,
+                     double ref_loss, double *first_loss) {
     kiln_bench_step s;
     kiln_status st = step_init(be, model, input, batch, &s);
     kiln_timing tm;
     int ok = !st && step_run(&s) == 0; /* the first step: programs, tuning, first loss */
     if (ok) *first_loss = s.loss;
-    /* One more warm-up step, then at least 5 timed steps (3 when a step takes seconds). */
+    /* One more warm-up step, then at least 5 timed steps (3 when a step takes seconds, 1
+       when it takes longer than once_ms). */
     double t0 = kiln_now_ms();
     ok = ok && step_run(&s) == 0;
-    int min_reps = kiln_now_ms() - t0 > 1000 ? 3 : 5;
-    ok = ok && kiln_time_runs(step_run, &s, 0, min_reps, min_ms, 50, &tm) == 0;
+    double warm_ms = kiln_now_ms() - t0;
+    int min_reps = warm_ms > 1000 ? 3 : 5;
+    if (once_ms > 0 && warm_ms > once_ms) {
+        min_reps = 1;
+        min_ms = 0;
+    }
+    ok = ok && kiln_time_runs(step_run, &s, 0, min_reps, min_ms, 50, 0, &tm) == 0;
     kiln_bench_row *row = ok ? kiln_bench_add(r) : NULL;
     if (row) {
         const kiln_device_info *d = kiln_backend_device(be);

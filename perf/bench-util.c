@@ -67,13 +67,20 @@ int kiln_parse_count(const char *s, long *out) {
 }
 
 int kiln_time_runs(int (*fn)(void *arg), void *arg, int warmup, int min_reps, double min_ms,
-                   int max_reps, kiln_timing *out) {
-    double times[256], total = 0;
+                   int max_reps, double once_ms, kiln_timing *out) {
+    double times[256], total = 0, warm_ms = 0;
     int reps = 0, rc;
     if (max_reps > 256) max_reps = 256;
-    if (min_reps > max_reps) min_reps = max_reps;
-    for (int i = 0; i < warmup; i++)
+    for (int i = 0; i < warmup; i++) {
+        double t0 = kiln_now_ms();
         if ((rc = fn(arg))) return rc;
+        warm_ms = kiln_now_ms() - t0;
+    }
+    if (once_ms > 0 && warm_ms > once_ms) {
+        min_reps = 1;
+        min_ms = 0;
+    }
+    if (min_reps > max_reps) min_reps = max_reps;
     while (reps < max_reps && (reps < min_reps || total < min_ms)) {
         double t0 = kiln_now_ms();
         if ((rc = fn(arg))) return rc;

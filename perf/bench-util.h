@@ -24,9 +24,11 @@ typedef struct kiln_timing {
     int reps;
 } kiln_timing;
 /* Runs fn `warmup` times untimed, then at least min_reps times and for at least min_ms in all
-   (at most max_reps, at most 256). Returns the first nonzero fn result (0 = success). */
+   (at most max_reps, at most 256). When once_ms > 0 and the last warm-up run took longer than
+   that, one timed run is enough (a slow device would otherwise spend hours on a short suite).
+   Returns the first nonzero fn result (0 = success). */
 int kiln_time_runs(int (*fn)(void *arg), void *arg, int warmup, int min_reps, double min_ms,
-                   int max_reps, kiln_timing *out);
+                   int max_reps, double once_ms, kiln_timing *out);
 
 /* Starts argv (argv[0] searched in PATH) with its stdout on a pipe, stderr inherited; returns
    the pipe's read end, or NULL (errno set) when it cannot start. */

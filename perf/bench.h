@@ -100,11 +100,12 @@ kiln_status kiln_bench_step_run(kiln_bench_step *s, double lr);
 void kiln_bench_step_free(kiln_bench_step *s);
 
 /* Times training steps of a zoo model (forward, backward, SGD update through the trainer) on
-   `be`; adds a train_step row with images/s. ref_loss: the cpu backend's first-step loss to
-   check against (< 0: none); *first_loss receives this backend's. Returns 0 on failure. */
+   `be`; adds a train_step row with images/s. once_ms > 0: one timed step when the warm-up
+   step takes longer. ref_loss: the cpu backend's first-step loss to check against (< 0: none);
+   *first_loss receives this backend's. Returns 0 on failure. */
 int kiln_bench_train(kiln_bench_report *r, kiln_backend_t be, const char *backend_name,
-                     const char *model, int input, int batch, double min_ms, double ref_loss,
-                     double *first_loss);
+                     const char *model, int input, int batch, double min_ms, double once_ms,
+                     double ref_loss, double *first_loss);
 /* Time to the first training step of `model` on the auto backend of OpenCL device
    `device_index` in a fresh process, cold then warm (program and tuning caches in a temporary
    directory); adds first_train_step rows. Returns 0 on failure. */
