@@ -13,6 +13,14 @@
  * The backward data pass is the same convolution of dy with the flipped, transposed filter
  * (wino_filter's `bwd`) read through padding 2 - pad.
  *
+ * The backward filter pass differentiates the same expression in g. With dM = A dY A^T (the
+ * output transform's transpose applied to each 2x2 block of dy), dU[e] = dM[e] .* V[e], and
+ * summed over tiles and images that is again 16 GEMMs, now over the tiles:
+ *
+ *   Q[e]  = (A dY A^T)[e]   [Oe][P]    wino_grad_output
+ *   dU[e] = Q[e] V[e]^T     [Oe][Ce]   accumulated over the chunks of images
+ *   dg    = G^T dU G        3x3        wino_filter_grad
+ *
  * The transforms (Lavin & Gray 2015):
  *   G   = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]
  *   B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]
@@ -110,5 +118,62 @@ __kernel void wino_output(const __global float *m, ulong m_off, __global float *
         const float r0 = a[i][0] + a[i][1] + a[i][2], r1 = a[i][1] - a[i][2] - a[i][3];
         dst[(size_t)(y0 + i) * ow + x0] = r0 + b0;
         if (x0 + 1 < ow) dst[(size_t)(y0 + i) * ow + x0 + 1] = r1 + b0;
+    }
+}
+
+/* One work-item per (tile, output channel, image): the 2x2 block of dy at (2*th, 2*tw) (zero
+   past the oh x ow plane) as A dY A^T, written to Q[e][o][p], the layout of wino_output's M.
+   A = [1 0; 1 1; 1 -1; 0 -1]. dy: the chunk's first image. Grid: (tiles_h * tiles_w, Oe, nb). */
+__kernel void wino_grad_output(const __global float *dy, ulong dy_off, __global float *q,
+                               ulong q_off, int oe_n, int oh, int ow, int tiles_w, int tiles,
+                               int cols) {
+    const int t = get_global_id(0), o = get_global_id(1), n = get_global_id(2);
+    if (t >= tiles || o >= oe_n) return;
+    const int th = t / tiles_w, tw = t - th * tiles_w;
+    const int y0 = 2 * th, x0 = 2 * tw;
+    const __global float *src = dy + dy_off + ((size_t)n * oe_n + o) * oh * ow;
+    float d[2][2];
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 2; j++)
+            d[i][j] = y0 + i < oh && x0 + j < ow ? src[(size_t)(y0 + i) * ow + x0 + j] : 0.0f;
+    float a[4][2]; /* A dY */
+    for (int j = 0; j < 2; j++) {
+        a[0][j] = d[0][j];
+        a[1][j] = d[0][j] + d[1][j];
+        a[2][j] = d[0][j] - d[1][j];
+        a[3][j] = -d[1][j];
+    }
+    const size_t plane = (size_t)oe_n * cols;
+    __global float *dst = q + q_off + (size_t)o * cols + (size_t)n * tiles + t;
+    for (int i = 0; i < 4; i++) { /* (A dY) A^T */
+        dst[(i * 4 + 0) * plane] = a[i][0];
+        dst[(i * 4 + 1) * plane] = a[i][0] + a[i][1];
+        dst[(i * 4 + 2) * plane] = a[i][0] - a[i][1];
+        dst[(i * 4 + 3) * plane] = -a[i][1];
+    }
+}
+
+/* One work-item per channel pair: dg = G^T dU G from dU[e][oe][ce] (16 planes of Oe x Ce),
+   written to dw[oe][ce] ([Oe][Ce][3][3]). G^T = [1 1/2 1/2 0; 0 1/2 -1/2 0; 0 1/2 1/2 1].
+   Grid: (Ce, Oe). */
+__kernel void wino_filter_grad(const __global float *du, ulong du_off, __global float *dw,
+                               ulong dw_off, int oe_n, int ce_n) {
+    const int ce = get_global_id(0), oe = get_global_id(1);
+    if (ce >= ce_n || oe >= oe_n) return;
+    const size_t plane = (size_t)oe_n * ce_n;
+    const __global float *src = du + du_off + (size_t)oe * ce_n + ce;
+    float s[4][4];
+    for (int e = 0; e < 16; e++) s[e / 4][e % 4] = src[e * plane];
+    float t[3][4]; /* G^T dU */
+    for (int j = 0; j < 4; j++) {
+        t[0][j] = s[0][j] + 0.5f * (s[1][j] + s[2][j]);
+        t[1][j] = 0.5f * (s[1][j] - s[2][j]);
+        t[2][j] = 0.5f * (s[1][j] + s[2][j]) + s[3][j];
+    }
+    __global float *dst = dw + dw_off + ((size_t)oe * ce_n + ce) * 9;
+    for (int i = 0; i < 3; i++) { /* (G^T dU) G */
+        dst[i * 3 + 0] = t[i][0] + 0.5f * (t[i][1] + t[i][2]);
+        dst[i * 3 + 1] = 0.5f * (t[i][1] - t[i][2]);
+        dst[i * 3 + 2] = 0.5f * (t[i][1] + t[i][2]) + t[i][3];
     }
 }

@@ -99,8 +99,8 @@ static int run_case(suite *s, const op_case *c, kiln_backend_t be, float *host, 
         for (int i = 0; i < c->nin; i++) out.src[i] = &in[i];
         memcpy(out.op_params, c->params, sizeof c->params);
         compute_arg a = {be, &out};
-        ok = kiln_time_runs(compute_once, &a, 1, 3, s->min_ms, 100,
-                            s->quick ? QUICK_ONCE_MS : 0, tm) == 0 &&
+        ok = kiln_time_runs(compute_once, &a, 1, 3, s->min_ms, 100, s->quick ? QUICK_ONCE_MS : 0,
+                            tm) == 0 &&
              kiln_tensor_get(&out, host, (size_t)numel(c->out_shape, c->out_nd) * 4) == KILN_OK;
     }
     if (!ok)

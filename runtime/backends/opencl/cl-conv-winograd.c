@@ -1,9 +1,13 @@
-/* The opencl backend's Winograd F(2x2, 3x3) convolutions (kernels/winograd.cl): forward and
- * backward data of 3x3, stride-1, undilated, ungrouped convolutions, as
+/* The opencl backend's Winograd F(2x2, 3x3) convolutions (kernels/winograd.cl): forward,
+ * backward data and backward filter of 3x3, stride-1, undilated, ungrouped convolutions. The
+ * forward (and backward data, a forward of dy with the flipped filter) runs as
  *
  *   wino_filter (U, 16 x Oe x Ce) -> per chunk of nb images: wino_input (V, 16 x Ce x P)
  *   -> the backend's GEMM batched over the 16 transform positions (M = U V, 16 x Oe x P)
  *   -> wino_output (A^T M A + bias into NCHW).
+ *
+ * The backward filter transforms x (V) and dy (Q = A dY A^T) per chunk, accumulates
+ * dU = Q V^T in 16 GEMMs over the tiles, and applies G^T dU G once at the end.
  *
  * The GEMMs do 16 multiply-adds per 2x2 outputs and channel pair where the direct form does
  * 36, at the price of three memory-bound transforms; auto weighs the result per shape.
@@ -58,28 +62,49 @@ static kiln_status kernel(kiln_backend_t be, const char *name, cl_kernel *k) {
     return kiln_cl_get_kernel(kiln_cl(be), "winograd.cl", name, "", k);
 }
 
+/* Images per chunk so that V and the GEMM's other operand (M or Q, 16 x Oe x tiles each) stay
+   within the workspace budget, and the workspace: the u_elems of U (or dU) first, then the
+   chunk's. */
+static kiln_status workspace(kiln_backend_t be, const wino_geom *t, size_t *nb, cl_mem *ws) {
+    const size_t u_elems = 16 * t->oe * t->ce, per_image = 16 * t->tiles * (t->ce + t->oe);
+    size_t n = KILN_WINO_WORKSPACE / (per_image * sizeof(float));
+    *nb = n < 1 ? 1 : n > t->n ? t->n : n;
+    kiln_status st =
+        kiln_cl_workspace(kiln_cl(be), (u_elems + *nb * per_image) * sizeof(float), ws);
+    if (st) kiln_error_append(" (winograd workspace on %s)", be->device.name);
+    return st;
+}
+
+/* V = B^T d B of `cnt` images of x from element xo, into ws at vo (cols = cnt * tiles). */
+static kiln_status input_transform(kiln_backend_t be, const wino_geom *t, cl_mem xm, cl_ulong xo,
+                                   cl_mem ws, cl_ulong vo, size_t cnt) {
+    cl_kernel k;
+    cl_int ce = (cl_int)t->ce, h = (cl_int)t->h, wd = (cl_int)t->w, pt = (cl_int)t->pt,
+           pl = (cl_int)t->pl, tw = (cl_int)t->tiles_w, tiles = (cl_int)t->tiles,
+           c = (cl_int)(cnt * t->tiles);
+    kiln_status st = kernel(be, "wino_input", &k);
+    if (!st)
+        st = kiln_cl_args(k, "wino_input", 12, sizeof xm, &xm, sizeof xo, &xo, sizeof ws, &ws,
+                          sizeof vo, &vo, sizeof ce, &ce, sizeof h, &h, sizeof wd, &wd, sizeof pt,
+                          &pt, sizeof pl, &pl, sizeof tw, &tw, sizeof tiles, &tiles, sizeof c, &c);
+    return st ? st : kiln_cl_conv_launch(be, k, "wino_input", t->tiles, t->ce, cnt);
+}
+
 static kiln_status run(kiln_backend_t be, const wino_geom *t, const kiln_tensor *x,
                        const kiln_tensor *w, const kiln_tensor *bias, kiln_tensor *y) {
-    const size_t u_elems = 16 * t->oe * t->ce, per_image = 16 * t->tiles * (t->ce + t->oe);
-    size_t nb = KILN_WINO_WORKSPACE / (per_image * sizeof(float));
-    nb = nb < 1 ? 1 : nb > t->n ? t->n : nb;
+    const size_t u_elems = 16 * t->oe * t->ce;
+    size_t nb;
     cl_mem ws;
-    kiln_status st =
-        kiln_cl_workspace(kiln_cl(be), (u_elems + nb * per_image) * sizeof(float), &ws);
-    if (st) {
-        kiln_error_append(" (winograd workspace on %s)", be->device.name);
-        return st;
-    }
-    cl_kernel kf, ki, ko;
+    kiln_status st = workspace(be, t, &nb, &ws);
+    if (st) return st;
+    cl_kernel kf, ko;
     cl_mem wm = kiln_cl_mem(w), xm = kiln_cl_mem(x), ym = kiln_cl_mem(y);
     cl_mem bm = bias ? kiln_cl_mem(bias) : ym;
     cl_ulong wo = kiln_cl_off(w), uo = 0, bo = bias ? kiln_cl_off(bias) : 0;
     cl_int oe = (cl_int)t->oe, ce = (cl_int)t->ce, bwd = t->bwd, has = bias != NULL;
-    cl_int h = (cl_int)t->h, wd = (cl_int)t->w, pt = (cl_int)t->pt, pl = (cl_int)t->pl;
     cl_int oh = (cl_int)t->oh, ow = (cl_int)t->ow, tw = (cl_int)t->tiles_w;
     cl_int tiles = (cl_int)t->tiles;
     st = kernel(be, "wino_filter", &kf);
-    if (!st) st = kernel(be, "wino_input", &ki);
     if (!st) st = kernel(be, "wino_output", &ko);
     if (!st)
         st = kiln_cl_args(kf, "wino_filter", 7, sizeof wm, &wm, sizeof wo, &wo, sizeof ws, &ws,
@@ -91,12 +116,7 @@ static kiln_status run(kiln_backend_t be, const wino_geom *t, const kiln_tensor 
         cl_ulong xo = kiln_cl_off(x) + n0 * in_image, yo = kiln_cl_off(y) + n0 * out_image;
         cl_ulong vo = u_elems, mo = u_elems + 16 * t->ce * cols;
         cl_int c = (cl_int)cols;
-        if ((st = kiln_cl_args(ki, "wino_input", 12, sizeof xm, &xm, sizeof xo, &xo, sizeof ws, &ws,
-                               sizeof vo, &vo, sizeof ce, &ce, sizeof h, &h, sizeof wd, &wd,
-                               sizeof pt, &pt, sizeof pl, &pl, sizeof tw, &tw, sizeof tiles, &tiles,
-                               sizeof c, &c)) ||
-            (st = kiln_cl_conv_launch(be, ki, "wino_input", t->tiles, t->ce, cnt)))
-            break;
+        if ((st = input_transform(be, t, xm, xo, ws, vo, cnt))) break;
         kiln_cl_mat u = {ws, 0, t->ce, t->oe * t->ce};
         kiln_cl_mat v = {ws, (size_t)vo, cols, t->ce * cols};
         kiln_cl_mat m = {ws, (size_t)mo, cols, t->oe * cols};
@@ -126,16 +146,62 @@ kiln_status kiln_cl_winograd_backward_data(kiln_backend_t be, const kiln_cl_conv
     return run(be, &t, dy, w, NULL, dx);
 }
 
+kiln_status kiln_cl_winograd_backward_filter(kiln_backend_t be, const kiln_cl_conv_geom *g,
+                                             const kiln_tensor *x, const kiln_tensor *dy,
+                                             kiln_tensor *dw) {
+    wino_geom t = make_geom(g, 0);
+    const size_t u_elems = 16 * t.oe * t.ce;
+    size_t nb;
+    cl_mem ws;
+    kiln_status st = workspace(be, &t, &nb, &ws);
+    if (st) return st;
+    cl_kernel kq, kg;
+    cl_mem xm = kiln_cl_mem(x), dym = kiln_cl_mem(dy), dwm = kiln_cl_mem(dw);
+    cl_int oe = (cl_int)t.oe, ce = (cl_int)t.ce, oh = (cl_int)t.oh, ow = (cl_int)t.ow;
+    cl_int tw = (cl_int)t.tiles_w, tiles = (cl_int)t.tiles;
+    st = kernel(be, "wino_grad_output", &kq);
+    if (!st) st = kernel(be, "wino_filter_grad", &kg);
+    const size_t in_image = t.ce * t.h * t.w, out_image = t.oe * t.oh * t.ow;
+    for (size_t n0 = 0; n0 < t.n && !st; n0 += nb) {
+        size_t cnt = t.n - n0 < nb ? t.n - n0 : nb, cols = cnt * t.tiles;
+        cl_ulong xo = kiln_cl_off(x) + n0 * in_image, dyo = kiln_cl_off(dy) + n0 * out_image;
+        cl_ulong vo = u_elems, qo = u_elems + 16 * t.ce * cols;
+        cl_int c = (cl_int)cols;
+        if ((st = input_transform(be, &t, xm, xo, ws, vo, cnt))) break;
+        if ((st = kiln_cl_args(kq, "wino_grad_output", 10, sizeof dym, &dym, sizeof dyo, &dyo,
+                               sizeof ws, &ws, sizeof qo, &qo, sizeof oe, &oe, sizeof oh, &oh,
+                               sizeof ow, &ow, sizeof tw, &tw, sizeof tiles, &tiles, sizeof c,
+                               &c)) ||
+            (st = kiln_cl_conv_launch(be, kq, "wino_grad_output", t.tiles, t.oe, cnt)))
+            break;
+        /* dU[e] (+)= Q[e] V[e]^T: the sum over this chunk's tiles. */
+        kiln_cl_mat q = {ws, (size_t)qo, cols, t.oe * cols};
+        kiln_cl_mat v = {ws, (size_t)vo, cols, t.ce * cols};
+        kiln_cl_mat du = {ws, 0, t.ce, t.oe * t.ce};
+        if ((st = kiln_cl_conv_gemm(be, 0, 1, t.oe, t.ce, cols, 16, n0 ? 1.0f : 0.0f, q, v, du)))
+            break;
+    }
+    cl_ulong duo = 0, dwo = kiln_cl_off(dw);
+    if (!st)
+        st = kiln_cl_args(kg, "wino_filter_grad", 6, sizeof ws, &ws, sizeof duo, &duo, sizeof dwm,
+                          &dwm, sizeof dwo, &dwo, sizeof oe, &oe, sizeof ce, &ce);
+    if (!st) st = kiln_cl_conv_launch(be, kg, "wino_filter_grad", t.ce, t.oe, 1);
+    clReleaseMemObject(ws);
+    return st;
+}
+
 /* As candidates of auto: the tensor's geometry, and not switched off by WINOGRAD=0. */
-static int supports(kiln_backend_t be, const kiln_tensor *dst, int bwd) {
+static int supports(kiln_backend_t be, const kiln_tensor *dst, int pass) {
     kiln_cl_conv_tune tn;
     if (kiln_cl_conv_tune_get(be, &tn) || !tn.winograd) return 0;
     kiln_cl_conv_geom g;
-    if (bwd)
+    if (pass == 1)
         kiln_cl_conv_decode(dst, dst, dst->src[1], dst->src[0], &g);
+    else if (pass == 2)
+        kiln_cl_conv_decode(dst, dst->src[0], dst, dst->src[1], &g);
     else
         kiln_cl_conv_decode(dst, dst->src[0], dst->src[1], dst, &g);
-    return kiln_cl_winograd_applies(&g, bwd);
+    return kiln_cl_winograd_applies(&g, pass == 1);
 }
 
 int kiln_cl_supports_conv2d_winograd(kiln_backend_t be, const kiln_tensor *dst) {
@@ -144,6 +210,10 @@ int kiln_cl_supports_conv2d_winograd(kiln_backend_t be, const kiln_tensor *dst) 
 
 int kiln_cl_supports_conv2d_bwd_data_winograd(kiln_backend_t be, const kiln_tensor *dst) {
     return supports(be, dst, 1);
+}
+
+int kiln_cl_supports_conv2d_bwd_filter_winograd(kiln_backend_t be, const kiln_tensor *dst) {
+    return supports(be, dst, 2);
 }
 
 kiln_status kiln_cl_conv2d_winograd(kiln_backend_t be, kiln_tensor *dst) {
@@ -158,4 +228,12 @@ kiln_status kiln_cl_conv2d_bwd_data_winograd(kiln_backend_t be, kiln_tensor *dst
     kiln_cl_conv_decode(dst, dst, dst->src[1], dst->src[0], &g);
     if (!g.n) return KILN_OK;
     return kiln_cl_winograd_backward_data(be, &g, dst->src[0], dst->src[1], dst);
+}
+
+kiln_status kiln_cl_conv2d_bwd_filter_winograd(kiln_backend_t be, kiln_tensor *dst) {
+    kiln_cl_conv_geom g;
+    kiln_cl_conv_decode(dst, dst->src[0], dst, dst->src[1], &g);
+    /* No images: dW is zero, which the backend's own op writes. */
+    if (!g.n) return kiln_cl_conv2d_bwd_filter(be, dst);
+    return kiln_cl_winograd_backward_filter(be, &g, dst->src[0], dst->src[1], dst);
 }

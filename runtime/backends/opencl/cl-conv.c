@@ -271,6 +271,8 @@ kiln_status kiln_cl_conv2d_bwd_filter(kiln_backend_t be, kiln_tensor *dst) {
     kiln_cl_conv_tune tn;
     kiln_status st = kiln_cl_conv_tune_get(be, &tn);
     if (st) return st;
+    if (tn.winograd == 1 && kiln_cl_winograd_applies(&g, 0))
+        return kiln_cl_winograd_backward_filter(be, &g, x, dy, dst);
     int fits = 0;
     if (tn.tile && (st = kiln_cl_conv_tile_fits(be, &g, KILN_CL_TILE_BACKWARD_FILTER, &fits)))
         return st;

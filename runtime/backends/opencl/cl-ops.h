@@ -48,18 +48,23 @@ typedef struct {
 kiln_status kiln_cl_conv_tune_get(kiln_backend_t be, kiln_cl_conv_tune *t);
 /* Winograd F(2x2, 3x3) (cl-conv-winograd.c, kernels/winograd.cl): 3x3, stride 1, dilation 1,
    one group. As op implementations, so that auto can weigh them against the backend's own
-   (the backend's conv2d and conv2d_bwd_data also take them with WINOGRAD=1). */
+   (the backend's own convolutions also take them with WINOGRAD=1). */
 int kiln_cl_winograd_applies(const kiln_cl_conv_geom *g, int bwd);
 int kiln_cl_supports_conv2d_winograd(kiln_backend_t be, const kiln_tensor *dst);
 int kiln_cl_supports_conv2d_bwd_data_winograd(kiln_backend_t be, const kiln_tensor *dst);
+int kiln_cl_supports_conv2d_bwd_filter_winograd(kiln_backend_t be, const kiln_tensor *dst);
 kiln_status kiln_cl_conv2d_winograd(kiln_backend_t be, kiln_tensor *dst);
 kiln_status kiln_cl_conv2d_bwd_data_winograd(kiln_backend_t be, kiln_tensor *dst);
+kiln_status kiln_cl_conv2d_bwd_filter_winograd(kiln_backend_t be, kiln_tensor *dst);
 kiln_status kiln_cl_winograd_forward(kiln_backend_t be, const kiln_cl_conv_geom *g,
                                      const kiln_tensor *x, const kiln_tensor *w,
                                      const kiln_tensor *bias, kiln_tensor *y);
 kiln_status kiln_cl_winograd_backward_data(kiln_backend_t be, const kiln_cl_conv_geom *g,
                                            const kiln_tensor *dy, const kiln_tensor *w,
                                            kiln_tensor *dx);
+kiln_status kiln_cl_winograd_backward_filter(kiln_backend_t be, const kiln_cl_conv_geom *g,
+                                             const kiln_tensor *x, const kiln_tensor *dy,
+                                             kiln_tensor *dw);
 
 /* The tiled implicit-GEMM convolutions (cl-conv-tile.c, kernels/conv-tile.cl): whether a
    convolution fits them (backward data: stride 1 only), and the three passes. */
