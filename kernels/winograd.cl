@@ -177,3 +177,109 @@ __kernel void wino_filter_grad(const __global float *du, ulong du_off, __global 
         dst[i * 3 + 2] = 0.5f * (t[i][1] + t[i][2]) + t[i][3];
     }
 }
+
+/* ---- F(4x4, 3x3): each 4x4 block of outputs from the 6x6 input patch under it, 36
+ * multiplies per block and channel pair instead of 144, in 36 GEMMs (e = 0..35), with the
+ * same layouts and grids as the F(2x2, 3x3) kernels above. The transforms (Lavin & Gray):
+ *   B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0;
+ *          0 4 0 -5 0 1]
+ *   G   = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1]
+ *   A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1]
+ * written out term by term below (a product with a zero coefficient cannot be folded away
+ * without fast-math, so a loop over the matrices would do twice the arithmetic). Their
+ * coefficients reach 8 and the sums are longer, so the error is larger than F(2x2)'s (the op
+ * tests' bound still holds by a wide margin). Each helper applies its matrix to one column
+ * (or row) of a private array: element i of the input at in[i * is], of the output at
+ * out[i * os]. */
+static void w4_bt(const float *in, int is, float *out, int os) {
+    const float d0 = in[0], d1 = in[is], d2 = in[2 * is], d3 = in[3 * is], d4 = in[4 * is],
+                d5 = in[5 * is];
+    out[0] = 4.0f * d0 - 5.0f * d2 + d4;
+    out[os] = d3 + d4 - 4.0f * (d1 + d2);
+    out[2 * os] = d4 - d3 + 4.0f * (d1 - d2);
+    out[3 * os] = d4 - d2 + 2.0f * (d3 - d1);
+    out[4 * os] = d4 - d2 + 2.0f * (d1 - d3);
+    out[5 * os] = 4.0f * d1 - 5.0f * d3 + d5;
+}
+
+static void w4_g(const float *in, int is, float *out, int os) {
+    const float g0 = in[0], g1 = in[is], g2 = in[2 * is];
+    out[0] = 0.25f * g0;
+    out[os] = (g0 + g1 + g2) * (-1.0f / 6);
+    out[2 * os] = (g0 - g1 + g2) * (-1.0f / 6);
+    out[3 * os] = g0 * (1.0f / 24) + g1 * (1.0f / 12) + g2 * (1.0f / 6);
+    out[4 * os] = g0 * (1.0f / 24) - g1 * (1.0f / 12) + g2 * (1.0f / 6);
+    out[5 * os] = g2;
+}
+
+static void w4_at(const float *in, int is, float *out, int os) {
+    const float s0 = in[0], s1 = in[is], s2 = in[2 * is], s3 = in[3 * is], s4 = in[4 * is],
+                s5 = in[5 * is];
+    const float p12 = s1 + s2, m12 = s1 - s2, p34 = s3 + s4, m34 = s3 - s4;
+    out[0] = s0 + p12 + p34;
+    out[os] = m12 + 2.0f * m34;
+    out[2 * os] = p12 + 4.0f * p34;
+    out[3 * os] = m12 + 8.0f * m34 + s5;
+}
+
+/* As wino_filter: U = G g G^T, 36 planes of Oe x Ce. Grid: (Ce, Oe). */
+__kernel void wino4_filter(const __global float *w, ulong w_off, __global float *u, ulong u_off,
+                           int oe_n, int ce_n, int bwd) {
+    const int ce = get_global_id(0), oe = get_global_id(1);
+    if (ce >= ce_n || oe >= oe_n) return;
+    const __global float *src = w + w_off + ((size_t)(bwd ? ce * oe_n + oe : oe * ce_n + ce)) * 9;
+    float g[9], t[18], r[36];
+    for (int i = 0; i < 9; i++) g[i] = bwd ? src[8 - i] : src[i];
+    for (int j = 0; j < 3; j++) w4_g(g + j, 3, t + j, 3); /* G g: 6x3 */
+    for (int i = 0; i < 6; i++) w4_g(t + 3 * i, 1, r + 6 * i, 1); /* (G g) G^T: 6x6 */
+    const size_t plane = (size_t)oe_n * ce_n;
+    __global float *dst = u + u_off + (size_t)oe * ce_n + ce;
+    for (int e = 0; e < 36; e++) dst[e * plane] = r[e];
+}
+
+/* As wino_input: the 6x6 patch at (4*th - pt, 4*tw - pl) as B^T d B. Grid: (tiles, Ce, nb). */
+__kernel void wino4_input(const __global float *x, ulong x_off, __global float *v, ulong v_off,
+                          int ce_n, int h, int w, int pt, int pl, int tiles_w, int tiles,
+                          int cols) {
+    const int t = get_global_id(0), c = get_global_id(1), n = get_global_id(2);
+    if (t >= tiles || c >= ce_n) return;
+    const int th = t / tiles_w, tw = t - th * tiles_w;
+    const int y0 = 4 * th - pt, x0 = 4 * tw - pl;
+    const __global float *src = x + x_off + ((size_t)n * ce_n + c) * h * w;
+    float d[36], b[36], r[36];
+    for (int i = 0; i < 6; i++) {
+        const int yy = y0 + i;
+        const int row_in = yy >= 0 && yy < h;
+        for (int j = 0; j < 6; j++) {
+            const int xx = x0 + j;
+            d[i * 6 + j] = row_in && xx >= 0 && xx < w ? src[(size_t)yy * w + xx] : 0.0f;
+        }
+    }
+    for (int j = 0; j < 6; j++) w4_bt(d + j, 6, b + j, 6);     /* B^T d */
+    for (int i = 0; i < 6; i++) w4_bt(b + 6 * i, 1, r + 6 * i, 1); /* (B^T d) B */
+    const size_t plane = (size_t)ce_n * cols;
+    __global float *dst = v + v_off + (size_t)c * cols + (size_t)n * tiles + t;
+    for (int e = 0; e < 36; e++) dst[e * plane] = r[e];
+}
+
+/* As wino_output: A^T M A plus the bias into the 4x4 block inside the oh x ow plane.
+   Grid: (tiles, Oe, nb). */
+__kernel void wino4_output(const __global float *m, ulong m_off, __global float *y, ulong y_off,
+                           const __global float *bias, ulong bias_off, int has_bias, int oe_n,
+                           int oh, int ow, int tiles_w, int tiles, int cols) {
+    const int t = get_global_id(0), o = get_global_id(1), n = get_global_id(2);
+    if (t >= tiles || o >= oe_n) return;
+    const int th = t / tiles_w, tw = t - th * tiles_w;
+    const size_t plane = (size_t)oe_n * cols;
+    const __global float *src = m + m_off + (size_t)o * cols + (size_t)n * tiles + t;
+    float s[36], a[24], r[16];
+    for (int e = 0; e < 36; e++) s[e] = src[e * plane];
+    for (int j = 0; j < 6; j++) w4_at(s + j, 6, a + j, 6);     /* A^T M: 4x6 */
+    for (int i = 0; i < 4; i++) w4_at(a + 6 * i, 1, r + 4 * i, 1); /* (A^T M) A: 4x4 */
+    const float b0 = has_bias ? bias[bias_off + o] : 0.0f;
+    __global float *dst = y + y_off + ((size_t)n * oe_n + o) * oh * ow;
+    const int y0 = 4 * th, x0 = 4 * tw;
+    for (int i = 0; i < 4 && y0 + i < oh; i++)
+        for (int j = 0; j < 4 && x0 + j < ow; j++)
+            dst[(size_t)(y0 + i) * ow + x0 + j] = r[i * 4 + j] + b0;
+}

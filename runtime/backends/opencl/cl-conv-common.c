@@ -70,7 +70,7 @@ kiln_status kiln_cl_conv_gemm(kiln_backend_t be, int ta, int tb, size_t m, size_
     return fn(be, &t[2]);
 }
 
-/* The algorithm choices: KILN_TUNE_CONV="DIRECT_MAX_C=n,TILE=0|1,WINOGRAD=0|1" over the
+/* The algorithm choices: KILN_TUNE_CONV="DIRECT_MAX_C=n,TILE=0|1,WINOGRAD=0|1|4" over the
    defaults (the device type's; TILE follows KILN_KERNELS; Winograd where auto measures it
    faster). */
 kiln_status kiln_cl_conv_tune_get(kiln_backend_t be, kiln_cl_conv_tune *t) {
@@ -87,10 +87,11 @@ kiln_status kiln_cl_conv_tune_get(kiln_backend_t be, kiln_cl_conv_tune *t) {
         const char *num = which < 0 ? p : p + strlen(names[which]);
         char *end = NULL;
         unsigned long n = *num >= '0' && *num <= '9' ? strtoul(num, &end, 10) : 0;
-        if (which < 0 || !end || (*end && *end != ',') || (which > 0 && n > 1))
+        if (which < 0 || !end || (*end && *end != ',') || (which == 1 && n > 1) ||
+            (which == 2 && n > 1 && n != 4))
             return kiln_error(KILN_INVALID_ARGUMENT,
                               "KILN_TUNE_CONV='%s' is not valid (names: DIRECT_MAX_C=n, TILE=0|1, "
-                              "WINOGRAD=0|1)",
+                              "WINOGRAD=0|1|4)",
                               v);
         if (which == 0)
             t->direct_max_c = n;

@@ -43,23 +43,27 @@ kiln_status kiln_cl_conv_launch(kiln_backend_t be, cl_kernel k, const char *name
 typedef struct {
     size_t direct_max_c;
     int tile;
-    int winograd; /* -1: where auto measures it faster; 0: never; 1: wherever it applies */
+    int winograd; /* -1: where auto measures it faster; 0: never; 1 (F(2x2)) or 4 (F(4x4),
+                     the backward filter F(2x2)): wherever it applies */
 } kiln_cl_conv_tune;
 kiln_status kiln_cl_conv_tune_get(kiln_backend_t be, kiln_cl_conv_tune *t);
-/* Winograd F(2x2, 3x3) (cl-conv-winograd.c, kernels/winograd.cl): 3x3, stride 1, dilation 1,
-   one group. As op implementations, so that auto can weigh them against the backend's own
-   (the backend's own convolutions also take them with WINOGRAD=1). */
+/* Winograd F(2x2, 3x3) and F(4x4, 3x3) (cl-conv-winograd.c, kernels/winograd.cl): 3x3, stride 1,
+   dilation 1, one group. As op implementations, so that auto can weigh them against the backend's
+   own (the backend's own convolutions also take them with WINOGRAD=1). */
 int kiln_cl_winograd_applies(const kiln_cl_conv_geom *g, int bwd);
 int kiln_cl_supports_conv2d_winograd(kiln_backend_t be, const kiln_tensor *dst);
 int kiln_cl_supports_conv2d_bwd_data_winograd(kiln_backend_t be, const kiln_tensor *dst);
 int kiln_cl_supports_conv2d_bwd_filter_winograd(kiln_backend_t be, const kiln_tensor *dst);
 kiln_status kiln_cl_conv2d_winograd(kiln_backend_t be, kiln_tensor *dst);
+kiln_status kiln_cl_conv2d_winograd4(kiln_backend_t be, kiln_tensor *dst);
 kiln_status kiln_cl_conv2d_bwd_data_winograd(kiln_backend_t be, kiln_tensor *dst);
+kiln_status kiln_cl_conv2d_bwd_data_winograd4(kiln_backend_t be, kiln_tensor *dst);
 kiln_status kiln_cl_conv2d_bwd_filter_winograd(kiln_backend_t be, kiln_tensor *dst);
-kiln_status kiln_cl_winograd_forward(kiln_backend_t be, const kiln_cl_conv_geom *g,
+/* m: the output block, 2 for F(2x2, 3x3) or 4 for F(4x4, 3x3). */
+kiln_status kiln_cl_winograd_forward(kiln_backend_t be, const kiln_cl_conv_geom *g, int m,
                                      const kiln_tensor *x, const kiln_tensor *w,
                                      const kiln_tensor *bias, kiln_tensor *y);
-kiln_status kiln_cl_winograd_backward_data(kiln_backend_t be, const kiln_cl_conv_geom *g,
+kiln_status kiln_cl_winograd_backward_data(kiln_backend_t be, const kiln_cl_conv_geom *g, int m,
                                            const kiln_tensor *dy, const kiln_tensor *w,
                                            kiln_tensor *dx);
 kiln_status kiln_cl_winograd_backward_filter(kiln_backend_t be, const kiln_cl_conv_geom *g,
