@@ -27,6 +27,27 @@
  *   A^T = [1 1 1 0; 0 1 -1 -1]
  * OpenCL C 1.2, no extensions. All offsets are in elements. */
 
+/* The size x size patch of a plane (h x w, row-major) at (y0, x0), zero outside it. */
+static void load_patch(const __global float *src, int h, int w, int y0, int x0, int size,
+                       float *d) {
+    for (int i = 0; i < size; i++) {
+        const int yy = y0 + i;
+        const int row_in = yy >= 0 && yy < h;
+        for (int j = 0; j < size; j++) {
+            const int xx = x0 + j;
+            d[i * size + j] = row_in && xx >= 0 && xx < w ? src[(size_t)yy * w + xx] : 0.0f;
+        }
+    }
+}
+
+/* r (size x size) plus b0 into the block of an oh x ow plane at (y0, x0), clipped to it. */
+static void store_block(__global float *dst, int oh, int ow, int y0, int x0, int size,
+                        const float *r, float b0) {
+    for (int i = 0; i < size && y0 + i < oh; i++)
+        for (int j = 0; j < size && x0 + j < ow; j++)
+            dst[(size_t)(y0 + i) * ow + x0 + j] = r[i * size + j] + b0;
+}
+
 /* One work-item per channel pair. Forward: g = w[oe][ce] ([Oe][Ce][3][3]). Backward data:
    the output channels are the forward's inputs, so g = w[ce][oe] rotated by 180 degrees
    (w is [Ce][Oe][3][3] there). Grid: (Ce, Oe). */
@@ -67,14 +88,7 @@ __kernel void wino_input(const __global float *x, ulong x_off, __global float *v
     const int y0 = 2 * th - pt, x0 = 2 * tw - pl;
     const __global float *src = x + x_off + ((size_t)n * ce_n + c) * h * w;
     float d[4][4];
-    for (int i = 0; i < 4; i++) {
-        const int yy = y0 + i;
-        const int row_in = yy >= 0 && yy < h;
-        for (int j = 0; j < 4; j++) {
-            const int xx = x0 + j;
-            d[i][j] = row_in && xx >= 0 && xx < w ? src[(size_t)yy * w + xx] : 0.0f;
-        }
-    }
+    load_patch(src, h, w, y0, x0, 4, &d[0][0]);
     float b[4][4]; /* B^T d */
     for (int j = 0; j < 4; j++) {
         b[0][j] = d[0][j] - d[2][j];
@@ -112,13 +126,12 @@ __kernel void wino_output(const __global float *m, ulong m_off, __global float *
     }
     const float b0 = has_bias ? bias[bias_off + o] : 0.0f;
     __global float *dst = y + y_off + ((size_t)n * oe_n + o) * oh * ow;
-    const int y0 = 2 * th, x0 = 2 * tw;
+    float r[4]; /* (A^T M) A */
     for (int i = 0; i < 2; i++) {
-        if (y0 + i >= oh) break;
-        const float r0 = a[i][0] + a[i][1] + a[i][2], r1 = a[i][1] - a[i][2] - a[i][3];
-        dst[(size_t)(y0 + i) * ow + x0] = r0 + b0;
-        if (x0 + 1 < ow) dst[(size_t)(y0 + i) * ow + x0 + 1] = r1 + b0;
+        r[i * 2] = a[i][0] + a[i][1] + a[i][2];
+        r[i * 2 + 1] = a[i][1] - a[i][2] - a[i][3];
     }
+    store_block(dst, oh, ow, 2 * th, 2 * tw, 2, r, b0);
 }
 
 /* One work-item per (tile, output channel, image): the 2x2 block of dy at (2*th, 2*tw) (zero
@@ -247,14 +260,7 @@ __kernel void wino4_input(const __global float *x, ulong x_off, __global float *
     const int y0 = 4 * th - pt, x0 = 4 * tw - pl;
     const __global float *src = x + x_off + ((size_t)n * ce_n + c) * h * w;
     float d[36], b[36], r[36];
-    for (int i = 0; i < 6; i++) {
-        const int yy = y0 + i;
-        const int row_in = yy >= 0 && yy < h;
-        for (int j = 0; j < 6; j++) {
-            const int xx = x0 + j;
-            d[i * 6 + j] = row_in && xx >= 0 && xx < w ? src[(size_t)yy * w + xx] : 0.0f;
-        }
-    }
+    load_patch(src, h, w, y0, x0, 6, d);
     for (int j = 0; j < 6; j++) w4_bt(d + j, 6, b + j, 6);     /* B^T d */
     for (int i = 0; i < 6; i++) w4_bt(b + 6 * i, 1, r + 6 * i, 1); /* (B^T d) B */
     const size_t plane = (size_t)ce_n * cols;
@@ -278,8 +284,5 @@ __kernel void wino4_output(const __global float *m, ulong m_off, __global float 
     for (int i = 0; i < 4; i++) w4_at(a + 6 * i, 1, r + 4 * i, 1); /* (A^T M) A: 4x4 */
     const float b0 = has_bias ? bias[bias_off + o] : 0.0f;
     __global float *dst = y + y_off + ((size_t)n * oe_n + o) * oh * ow;
-    const int y0 = 4 * th, x0 = 4 * tw;
-    for (int i = 0; i < 4 && y0 + i < oh; i++)
-        for (int j = 0; j < 4 && x0 + j < ow; j++)
-            dst[(size_t)(y0 + i) * ow + x0 + j] = r[i * 4 + j] + b0;
+    store_block(dst, oh, ow, 4 * th, 4 * tw, 4, r, b0);
 }
