@@ -87,14 +87,16 @@ __kernel void wino_input(const __global float *x, ulong x_off, __global float *v
     const int th = t / tiles_w, tw = t - th * tiles_w;
     const int y0 = 2 * th - pt, x0 = 2 * tw - pl;
     const __global float *src = x + x_off + ((size_t)n * ce_n + c) * h * w;
-    float d[4][4];
-    load_patch(src, h, w, y0, x0, 4, &d[0][0]);
+    /* Flat: the helper indexes it as one array (through &d[0][0] that would run past a row,
+       which rusticl's compiler takes at its word). */
+    float d[16];
+    load_patch(src, h, w, y0, x0, 4, d);
     float b[4][4]; /* B^T d */
     for (int j = 0; j < 4; j++) {
-        b[0][j] = d[0][j] - d[2][j];
-        b[1][j] = d[1][j] + d[2][j];
-        b[2][j] = d[2][j] - d[1][j];
-        b[3][j] = d[1][j] - d[3][j];
+        b[0][j] = d[j] - d[8 + j];
+        b[1][j] = d[4 + j] + d[8 + j];
+        b[2][j] = d[8 + j] - d[4 + j];
+        b[3][j] = d[4 + j] - d[12 + j];
     }
     const size_t plane = (size_t)ce_n * cols;
     __global float *dst = v + v_off + (size_t)c * cols + (size_t)n * tiles + t;
