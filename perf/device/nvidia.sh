@@ -229,7 +229,7 @@ want() {
 }
 
 record() { # NAME STATUS RC TIME LIMIT KEY
-    printf '%-20s %-8s rc=%-4s %5s  limit %5s  %s\n' "$@" | tee -a "$SUMMARY"
+    printf '%-22s %-8s rc=%-4s %5s  limit %5s  %s\n' "$@" | tee -a "$SUMMARY"
 }
 
 # The line of each log that says how the step went (else its last line).
@@ -500,7 +500,13 @@ run() {
     # Limits add up to 440 s, inside the 465 s budget: the run ends within 8 minutes.
     run_local_step ldd step_ldd
     run_step devices 30 "$bin/kiln" devices
-    run_step backend-ops-opencl 100 env KILN_KERNELS=gpu "$bin/test-backend-ops" -b opencl "${ops_args[@]}"
+    run_step backend-ops-opencl 85 env KILN_KERNELS=gpu "$bin/test-backend-ops" -b opencl "${ops_args[@]}"
+    # The Winograd forms, which auto takes where it measures them faster, forced on every 3x3
+    # stride-1 case.
+    for wf in 1 4; do
+        run_step "backend-ops-winograd$wf" 15 env KILN_KERNELS=gpu KILN_TUNE_CONV="WINOGRAD=$wf" \
+            "$bin/test-backend-ops" -b opencl -o conv -c "k=3x3 s=1x1" "${ops_args[@]}"
+    done
     run_step backend-ops-clblast 75 "$bin/test-backend-ops" -b clblast "${ops_args[@]}"
     # `kiln bench --quick` in two processes, each with its own JSON, so that a timeout in one
     # keeps the other's results; the data-pipeline part (host JPEG decoding) is left out.
