@@ -97,8 +97,8 @@ kiln_status kiln_cl_conv_tune_get(kiln_backend_t be, kiln_cl_conv_tune *t) {
             t->direct_max_c = n;
         else if (which == 1)
             t->tile = (int)n;
-        else
-            t->winograd = (int)n;
+        else /* stored as the output block: WINOGRAD=1 is F(2x2) */
+            t->winograd = n == 1 ? 2 : (int)n;
         p = *end ? end + 1 : end;
     }
     return KILN_OK;

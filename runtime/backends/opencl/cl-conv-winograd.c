@@ -20,8 +20,6 @@
  * reduction length, well inside the 1e-5 normalised error the op tests allow. F(4x4)'s
  * coefficients reach 8 and its sums have 6 terms, so its error is larger by one to two orders
  * of magnitude, still far inside that bound. */
-#include <stdio.h>
-
 #include "cl-ops.h"
 
 /* Bytes of V and M per chunk of images (U comes on top); a single image may exceed it. */
@@ -29,13 +27,20 @@
 #define KILN_WINO_WORKSPACE ((size_t)8 << 20)
 #endif
 
+/* The kernels of one tile size. */
+typedef struct {
+    const char *filter, *input, *output;
+} wino_kernels;
+static const wino_kernels F2 = {"wino_filter", "wino_input", "wino_output"};
+static const wino_kernels F4 = {"wino4_filter", "wino4_input", "wino4_output"};
+
 /* One Winograd convolution "y = x (*) g" with ce input and oe output channels: input planes
    h x w read through padding (pt, pl), output planes oh x ow. */
 typedef struct {
+    const wino_kernels *k;
     size_t n, ce, oe, h, w, oh, ow, tiles_h, tiles_w, tiles;
     size_t a2; /* transform positions: 16 for F(2x2), 36 for F(4x4) */
     long pt, pl;
-    int m;   /* output block: 2 or 4 */
     int bwd; /* the filter is the forward's, flipped and transposed */
 } wino_geom;
 
@@ -52,7 +57,7 @@ int kiln_cl_winograd_applies(const kiln_cl_conv_geom *g, int bwd) {
 }
 
 static wino_geom make_geom(const kiln_cl_conv_geom *g, int bwd, int m) {
-    wino_geom t = {.n = g->n, .bwd = bwd, .m = m, .a2 = (size_t)(m + 2) * (m + 2)};
+    wino_geom t = {.k = m == 4 ? &F4 : &F2, .n = g->n, .bwd = bwd, .a2 = (size_t)(m + 2) * (m + 2)};
     if (!bwd) {
         t.ce = g->c, t.oe = g->o, t.h = g->h, t.w = g->w, t.oh = g->oh, t.ow = g->ow;
         t.pt = g->p.pad_t, t.pl = g->p.pad_l;
@@ -66,11 +71,8 @@ static wino_geom make_geom(const kiln_cl_conv_geom *g, int bwd, int m) {
     return t;
 }
 
-/* The kernel `name` of F(2x2) (wino_<name>) or F(4x4) (wino4_<name>). */
-static kiln_status kernel(kiln_backend_t be, const wino_geom *t, const char *name, cl_kernel *k,
-                          char *full, size_t n) {
-    snprintf(full, n, "wino%s_%s", t->m == 4 ? "4" : "", name);
-    return kiln_cl_get_kernel(kiln_cl(be), "winograd.cl", full, "", k);
+static kiln_status kernel(kiln_backend_t be, const char *name, cl_kernel *k) {
+    return kiln_cl_get_kernel(kiln_cl(be), "winograd.cl", name, "", k);
 }
 
 /* Images per chunk so that V and the GEMM's other operand (M or Q, 16 x Oe x tiles each) stay
@@ -90,11 +92,11 @@ static kiln_status workspace(kiln_backend_t be, const wino_geom *t, size_t *nb, 
 static kiln_status input_transform(kiln_backend_t be, const wino_geom *t, cl_mem xm, cl_ulong xo,
                                    cl_mem ws, cl_ulong vo, size_t cnt) {
     cl_kernel k;
-    char name[32];
+    const char *name = t->k->input;
     cl_int ce = (cl_int)t->ce, h = (cl_int)t->h, wd = (cl_int)t->w, pt = (cl_int)t->pt,
            pl = (cl_int)t->pl, tw = (cl_int)t->tiles_w, tiles = (cl_int)t->tiles,
            c = (cl_int)(cnt * t->tiles);
-    kiln_status st = kernel(be, t, "input", &k, name, sizeof name);
+    kiln_status st = kernel(be, name, &k);
     if (!st)
         st = kiln_cl_args(k, name, 12, sizeof xm, &xm, sizeof xo, &xo, sizeof ws, &ws, sizeof vo,
                           &vo, sizeof ce, &ce, sizeof h, &h, sizeof wd, &wd, sizeof pt, &pt,
@@ -110,15 +112,15 @@ static kiln_status run(kiln_backend_t be, const wino_geom *t, const kiln_tensor 
     kiln_status st = workspace(be, t, &nb, &ws);
     if (st) return st;
     cl_kernel kf, ko;
-    char fname[32], oname[32];
+    const char *fname = t->k->filter, *oname = t->k->output;
     cl_mem wm = kiln_cl_mem(w), xm = kiln_cl_mem(x), ym = kiln_cl_mem(y);
     cl_mem bm = bias ? kiln_cl_mem(bias) : ym;
     cl_ulong wo = kiln_cl_off(w), uo = 0, bo = bias ? kiln_cl_off(bias) : 0;
     cl_int oe = (cl_int)t->oe, ce = (cl_int)t->ce, bwd = t->bwd, has = bias != NULL;
     cl_int oh = (cl_int)t->oh, ow = (cl_int)t->ow, tw = (cl_int)t->tiles_w;
     cl_int tiles = (cl_int)t->tiles;
-    st = kernel(be, t, "filter", &kf, fname, sizeof fname);
-    if (!st) st = kernel(be, t, "output", &ko, oname, sizeof oname);
+    st = kernel(be, fname, &kf);
+    if (!st) st = kernel(be, oname, &ko);
     if (!st)
         st = kiln_cl_args(kf, fname, 7, sizeof wm, &wm, sizeof wo, &wo, sizeof ws, &ws, sizeof uo,
                           &uo, sizeof oe, &oe, sizeof ce, &ce, sizeof bwd, &bwd);
@@ -169,12 +171,12 @@ kiln_status kiln_cl_winograd_backward_filter(kiln_backend_t be, const kiln_cl_co
     kiln_status st = workspace(be, &t, &nb, &ws);
     if (st) return st;
     cl_kernel kq, kg;
-    char qname[32], gname[32];
+    const char *qname = "wino_grad_output", *gname = "wino_filter_grad";
     cl_mem xm = kiln_cl_mem(x), dym = kiln_cl_mem(dy), dwm = kiln_cl_mem(dw);
     cl_int oe = (cl_int)t.oe, ce = (cl_int)t.ce, oh = (cl_int)t.oh, ow = (cl_int)t.ow;
     cl_int tw = (cl_int)t.tiles_w, tiles = (cl_int)t.tiles;
-    st = kernel(be, &t, "grad_output", &kq, qname, sizeof qname);
-    if (!st) st = kernel(be, &t, "filter_grad", &kg, gname, sizeof gname);
+    st = kernel(be, qname, &kq);
+    if (!st) st = kernel(be, gname, &kg);
     const size_t in_image = t.ce * t.h * t.w, out_image = t.oe * t.oh * t.ow;
     for (size_t n0 = 0; n0 < t.n && !st; n0 += nb) {
         size_t cnt = t.n - n0 < nb ? t.n - n0 : nb, cols = cnt * t.tiles;

@@ -178,7 +178,7 @@ kiln_status kiln_cl_conv2d(kiln_backend_t be, kiln_tensor *dst) {
     kiln_status st = kiln_cl_conv_tune_get(be, &tn);
     if (st) return st;
     if (tn.winograd > 0 && kiln_cl_winograd_applies(&g, 0))
-        return kiln_cl_winograd_forward(be, &g, tn.winograd == 4 ? 4 : 2, x, w, bias, dst);
+        return kiln_cl_winograd_forward(be, &g, tn.winograd, x, w, bias, dst);
     if (g.cg <= tn.direct_max_c) return conv_direct(be, &g, x, w, bias, dst);
     int fits = 0;
     if (tn.tile && (st = kiln_cl_conv_tile_fits(be, &g, KILN_CL_TILE_FORWARD, &fits))) return st;
@@ -228,7 +228,7 @@ kiln_status kiln_cl_conv2d_bwd_data(kiln_backend_t be, kiln_tensor *dst) {
     kiln_status st = kiln_cl_conv_tune_get(be, &tn);
     if (st) return st;
     if (tn.winograd > 0 && kiln_cl_winograd_applies(&g, 1))
-        return kiln_cl_winograd_backward_data(be, &g, tn.winograd == 4 ? 4 : 2, dy, w, dst);
+        return kiln_cl_winograd_backward_data(be, &g, tn.winograd, dy, w, dst);
     int fits = 0;
     if (tn.tile && (st = kiln_cl_conv_tile_fits(be, &g, KILN_CL_TILE_BACKWARD_DATA, &fits)))
         return st;

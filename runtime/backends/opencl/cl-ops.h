@@ -43,8 +43,8 @@ kiln_status kiln_cl_conv_launch(kiln_backend_t be, cl_kernel k, const char *name
 typedef struct {
     size_t direct_max_c;
     int tile;
-    int winograd; /* -1: where auto measures it faster; 0: never; 1 (F(2x2)) or 4 (F(4x4),
-                     the backward filter F(2x2)): wherever it applies */
+    int winograd; /* -1: where auto measures it faster; 0: never; the output block, 2 (F(2x2),
+                     WINOGRAD=1) or 4 (F(4x4), the backward filter F(2x2)): wherever it applies */
 } kiln_cl_conv_tune;
 kiln_status kiln_cl_conv_tune_get(kiln_backend_t be, kiln_cl_conv_tune *t);
 /* Winograd F(2x2, 3x3) and F(4x4, 3x3) (cl-conv-winograd.c, kernels/winograd.cl): 3x3, stride 1,
