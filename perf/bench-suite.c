@@ -430,7 +430,10 @@ static void train_steps(suite *s) {
             char in[16], b[16], ms[32];
             snprintf(in, sizeof in, "%d", t->input);
             snprintf(b, sizeof b, "%d", t->batch);
-            snprintf(ms, sizeof ms, "%g", s->quick ? 0 : s->min_ms * 10);
+            /* 10x kiln's time: PyTorch's two threads fill a 2-core machine, and single steps
+               took 2-3x the median whenever anything else ran (spreads of 50-190% over 5
+               runs, against 2-12% for kiln); the median of more runs keeps those out. */
+            snprintf(ms, sizeof ms, "%g", s->quick ? 0 : s->min_ms * 100);
             char *argv[] = {"python3", script, "--rows",  "--train", (char *)t->model,
                             "--input", in,     "--batch", b,         "--min-ms",
                             ms,        NULL};
@@ -643,7 +646,8 @@ static void summary(const suite *s) {
             if (torch) printf(", torch %.1f images/s", torch->images_per_s);
             printf("\n");
             if (torch && a)
-                printf("  auto / torch: %.2f (goal >= 1)\n", a->images_per_s / torch->images_per_s);
+                printf("  auto / torch: %.2f (goal >= 1.3)\n",
+                       a->images_per_s / torch->images_per_s);
             if (a && best > 0)
                 printf("  auto / best single backend (%s): %.3f (goal >= 0.95)\n", best_name,
                        a->images_per_s / best);
