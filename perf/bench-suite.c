@@ -407,6 +407,11 @@ static void train_steps(suite *s) {
     if (s->peers && !torch)
         kiln_bench_note(s->r, "PyTorch peer skipped: perf/peer_torch.py not found");
     printf("\n== training steps (forward + backward + SGD update, 10 classes, u8 input) ==\n");
+    /* kiln's steps are timed for 10x an op case's time. PyTorch's for 10x that again: its two
+       threads fill a 2-core machine, and single steps took 2-3x the median whenever anything
+       else ran (spreads of 50-190% over 5 runs, against 2-12% for kiln); the median of more
+       runs keeps those out. */
+    double kiln_ms = s->quick ? 0 : s->min_ms * 10, torch_ms = kiln_ms * 10;
     for (size_t m = 0; m < sizeof train_configs / sizeof train_configs[0]; m++) {
         const train_config *t = &train_configs[m];
         double ref = -1;
@@ -414,8 +419,7 @@ static void train_steps(suite *s) {
             double first = -1;
             usleep(20000);
             if (!kiln_bench_train(s->r, s->b[i].be, s->b[i].name, t->model, t->input, t->batch,
-                                  s->quick ? 0 : s->min_ms * 10, s->quick ? QUICK_ONCE_MS : 0,
-                                  i ? ref : -1, &first)) {
+                                  kiln_ms, s->quick ? QUICK_ONCE_MS : 0, i ? ref : -1, &first)) {
                 s->failed = 1;
                 continue;
             }
@@ -430,10 +434,7 @@ static void train_steps(suite *s) {
             char in[16], b[16], ms[32];
             snprintf(in, sizeof in, "%d", t->input);
             snprintf(b, sizeof b, "%d", t->batch);
-            /* 10x kiln's time: PyTorch's two threads fill a 2-core machine, and single steps
-               took 2-3x the median whenever anything else ran (spreads of 50-190% over 5
-               runs, against 2-12% for kiln); the median of more runs keeps those out. */
-            snprintf(ms, sizeof ms, "%g", s->quick ? 0 : s->min_ms * 100);
+            snprintf(ms, sizeof ms, "%g", torch_ms);
             char *argv[] = {"python3", script, "--rows",  "--train", (char *)t->model,
                             "--input", in,     "--batch", b,         "--min-ms",
                             ms,        NULL};
