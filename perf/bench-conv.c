@@ -1,7 +1,9 @@
 /* `kiln bench conv`: forward, backward-data and backward-filter times of the convolution
    layers of AlexNet (torchvision widths) and the narrow VGG16 (32-64-96-128-128) at small
-   inputs, on the cpu (OpenBLAS im2col), opencl and clblast backends in one run, each result
-   checked against the cpu backend. --peer adds PyTorch's CPU times (perf/peer_torch.py). */
+   inputs, on the cpu (OpenBLAS im2col), opencl, clblast and auto backends in one run, each
+   result checked against the cpu backend. auto's first (warm-up) run of a shape measures its
+   candidates, Winograd among them, and the timed runs are its choice. --peer adds PyTorch's
+   CPU times (perf/peer_torch.py). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -221,18 +223,20 @@ static void usage(FILE *f) {
                "  --sizes     input sizes, default 32,64\n"
                "  --nets      alexnet, vgg16n (narrow VGG16: 32-64-96-128-128); default both\n"
                "  --batch     default 32\n"
-               "  --backends  comma list of cpu, opencl, clblast; default all (cpu is the "
-               "reference)\n"
+               "  --backends  comma list of cpu, opencl, clblast, auto; default all (cpu is "
+               "the reference)\n"
                "  --json      write the results as a JSON array\n"
                "  --min-ms    time each pass for at least this long (default 100; >= 3 runs)\n"
-               "  --peer      also time PyTorch on the CPU with 2 threads (default script "
+               "  --peer      also time PyTorch on the CPU with 2 threads, each pass 10x as "
+               "long as --min-ms\n"
+               "              (its times spread more than kiln's; default script "
                "perf/peer_torch.py)\n"
                "The OpenCL device is KILN_DEVICE's choice (kiln devices).\n");
 }
 
 int kiln_bench_conv(int argc, char **argv, const char *self) {
     (void)self;
-    const char *json = NULL, *backends = "cpu,opencl,clblast", *sizes = "32,64";
+    const char *json = NULL, *backends = "cpu,opencl,clblast,auto", *sizes = "32,64";
     const char *nets_arg = "alexnet,vgg16n", *peer = NULL;
     long min_ms = 100, batch = 32;
     for (int i = 1; i < argc; i++) {
@@ -286,9 +290,10 @@ int kiln_bench_conv(int argc, char **argv, const char *self) {
     layer layers[64];
     int nl = build_layers(layers, 64, nets, inputs, ninputs, (int)batch);
 
-    const char *names[3] = {"cpu", "opencl", "clblast"};
-    kiln_backend_t bes[3] = {0};
-    for (int i = 0; i < 3; i++) {
+    enum { NBE = 4 };
+    static const char *const names[NBE] = {"cpu", "opencl", "clblast", "auto"};
+    kiln_backend_t bes[NBE] = {0};
+    for (int i = 0; i < NBE; i++) {
         if (!kiln_in_list(backends, names[i])) continue;
         if (kiln_backend_init(names[i], NULL, &bes[i])) {
             fprintf(stderr, "kiln bench conv: skipping %s: %s\n", names[i], kiln_last_error());
@@ -296,16 +301,16 @@ int kiln_bench_conv(int argc, char **argv, const char *self) {
         }
     }
     if (!bes[0]) return 1;
-    const kiln_device_info *dev = bes[1]   ? kiln_backend_device(bes[1])
-                                  : bes[2] ? kiln_backend_device(bes[2])
-                                           : NULL;
+    const kiln_device_info *dev = NULL;
+    for (int i = 1; i < NBE && !dev; i++)
+        if (bes[i]) dev = kiln_backend_device(bes[i]);
     printf("kiln bench conv: batch %ld; OpenCL device: %s\n", batch, dev ? dev->name : "none");
     printf("median of >= 3 runs (at least %ld ms per pass) after one warm-up; err = max abs "
            "difference / max abs of the cpu result\n\n",
            min_ms);
     printf("%-52s %-9s %-10s %9s %8s %9s\n", "layer", "backend", "pass", "ms", "GFLOP/s", "err");
 
-    row *rows = calloc((size_t)nl * NPASS * 4, sizeof *rows);
+    row *rows = calloc((size_t)nl * NPASS * (NBE + 1), sizeof *rows);
     int nrows = 0, failed = !rows;
     for (int li = 0; li < nl && rows; li++) {
         const layer *l = &layers[li];
@@ -328,7 +333,7 @@ int kiln_bench_conv(int argc, char **argv, const char *self) {
             kiln_fill_uniform(hw, nw, 2);
             kiln_fill_uniform(hb, (size_t)l->o, 3);
             kiln_fill_uniform(hdy, ny, 4);
-            for (int bi = 0; bi < 3; bi++) {
+            for (int bi = 0; bi < NBE; bi++) {
                 if (!bes[bi]) continue;
                 /* OpenBLAS threads spin after a call; let them sleep before PoCL's run. */
                 usleep(50000);
@@ -368,30 +373,35 @@ int kiln_bench_conv(int argc, char **argv, const char *self) {
         free(out);
         for (int pi = 0; pi < NPASS; pi++) free(ref[pi]);
     }
-    if (peer && rows) nrows += run_peer(peer, min_ms, layers, nl, rows + nrows);
+    if (peer && rows) nrows += run_peer(peer, 10 * min_ms, layers, nl, rows + nrows);
 
     /* Totals per network and input, per backend: fwd + bwd_data + bwd_filter. */
     printf("\ntotals (ms, fwd + bwd_data + bwd_filter; ratio = backend / cpu)\n");
-    const char *all[4] = {"cpu", "opencl", "clblast", "torch-cpu"};
+    enum { NALL = NBE + 1 };
+    static const char *const all[NALL] = {"cpu", "opencl", "clblast", "auto", "torch-cpu"};
     for (int ni = 0; ni < NNET; ni++)
         for (int ii = 0; ii < ninputs; ii++) {
             if (!nets[ni]) continue;
-            double tot[4] = {0}, pass_tot[4][NPASS] = {{0}};
+            double tot[NALL] = {0}, pass_tot[NALL][NPASS] = {{0}};
             for (int i = 0; i < nrows; i++) {
                 const layer *l = &layers[rows[i].layer];
                 if (l->net != ni || l->input != inputs[ii]) continue;
-                for (int b = 0; b < 4; b++)
+                for (int b = 0; b < NALL; b++)
                     if (!strcmp(rows[i].backend, all[b])) {
                         tot[b] += rows[i].ms;
                         pass_tot[b][rows[i].pass] += rows[i].ms;
                     }
             }
-            for (int b = 0; b < 4; b++)
+            for (int b = 0; b < NALL; b++)
                 if (tot[b] > 0)
                     printf("  %s@%-4d %-9s %9.1f ms (fwd %8.1f, bwd_data %8.1f, bwd_filter "
                            "%8.1f)  ratio %.2f\n",
                            net_names[ni], inputs[ii], all[b], tot[b], pass_tot[b][0],
                            pass_tot[b][1], pass_tot[b][2], tot[0] > 0 ? tot[b] / tot[0] : 0);
+            if (tot[3] > 0 && tot[4] > 0)
+                printf("  %s@%-4d auto / torch-cpu speed: %.2f (torch ms / auto ms; goal >= "
+                       "1.2)\n",
+                       net_names[ni], inputs[ii], tot[4] / tot[3]);
         }
 
     if (json && rows) {
@@ -421,7 +431,7 @@ int kiln_bench_conv(int argc, char **argv, const char *self) {
             printf("wrote %s\n", json);
         }
     }
-    for (int i = 0; i < 3; i++) kiln_backend_free(bes[i]);
+    for (int i = 0; i < NBE; i++) kiln_backend_free(bes[i]);
     free(rows);
     return failed ? 1 : 0;
 }
