@@ -377,7 +377,8 @@ static void torch_conv_peer(suite *s, char **shapes, int n) {
     char **argv = calloc((size_t)(2 * n + 8), sizeof *argv);
     if (!argv) return;
     int a = 0;
-    snprintf(ms, sizeof ms, "%g", s->min_ms);
+    /* 10x kiln's time per pass, for the reason the training steps give (train_steps) */
+    snprintf(ms, sizeof ms, "%g", s->min_ms * 10);
     argv[a++] = "python3";
     argv[a++] = script;
     argv[a++] = "--rows";
@@ -614,6 +615,37 @@ static const kiln_bench_row *find_row(const kiln_bench_report *r, const char *ba
     return NULL;
 }
 
+/* The conv layer sets: fwd + bwd_data + bwd_filter summed over one network's layers at one
+   input and batch, auto on device d against PyTorch, where both timed the same passes. */
+static void conv_set_ratios(const suite *s, int d) {
+    const kiln_bench_report *r = s->r;
+    net_config cfg[16];
+    int ncfg = net_configs(s, cfg);
+    for (int ci = 0; ci < ncfg; ci++) {
+        char prefix[48], batch[24];
+        snprintf(prefix, sizeof prefix, "%s@%d ", kiln_bench_net_name(cfg[ci].net), cfg[ci].input);
+        snprintf(batch, sizeof batch, " n=%d ", cfg[ci].batch);
+        double ms[2] = {0, 0};
+        int n[2] = {0, 0};
+        for (int i = 0; i < r->nrows; i++) {
+            const kiln_bench_row *w = &r->rows[i];
+            if (strncmp(w->op, "conv2d", 6) || strncmp(w->shape, prefix, strlen(prefix)) ||
+                !strstr(w->shape, batch))
+                continue;
+            int k = !strcmp(w->backend, "auto") && !strcmp(w->device, r->devices[d].name) ? 0
+                    : !strcmp(w->backend, "torch-cpu")                                    ? 1
+                                                                                          : -1;
+            if (k < 0) continue;
+            ms[k] += w->ms;
+            n[k]++;
+        }
+        if (n[0] && n[0] == n[1])
+            printf("conv layers %sb%d (%d passes): auto %.1f ms, torch %.1f ms; auto / torch: "
+                   "%.2f (goal >= 1.2)\n",
+                   prefix, cfg[ci].batch, n[0], ms[0], ms[1], ms[1] / ms[0]);
+    }
+}
+
 static void summary(const suite *s) {
     const kiln_bench_report *r = s->r;
     printf("\n== summary (ratios within this run) ==\n");
@@ -623,6 +655,7 @@ static void summary(const suite *s) {
         if (blas && g)
             printf("GEMM 1024, opencl on %s / OpenBLAS: %.2f (goal >= 0.8)\n", r->devices[d].name,
                    g->gflops / blas->gflops);
+        conv_set_ratios(s, d);
         for (size_t m = 0; m < sizeof train_configs / sizeof train_configs[0]; m++) {
             char shape[64];
             snprintf(shape, sizeof shape, "%s %dx%dx3 b%d", train_configs[m].model,
@@ -687,7 +720,8 @@ static void usage(FILE *f) {
             "  --only      comma list of gemm, conv, pool, convert, train, first-step, data\n"
             "  --backends  comma list of opencl, clblast, auto (cpu always runs: the reference)\n"
             "  --min-ms    time each op case for at least MS (default 30, quick 10; at least 3\n"
-            "              runs after a warm-up; training steps 10x, at least 5 runs)\n"
+            "              runs after a warm-up; training steps 10x, at least 5 runs;\n"
+            "              PyTorch's passes and steps 10x kiln's)\n"
             "  --json, --html   results.json / a self-contained report.html with SVG charts\n"
             "  --compare   ratios new/old per case; exits 1 when one is slower than the\n"
             "              threshold (default 0.10) or no longer passes its check\n");
