@@ -19,6 +19,13 @@
  *   conv_tile         the product. Output pixels are numbered across images (p = n*OH*OW +
  *                     oh*OW + ow), so the deep layers of a small input (2x2, 1x1) still
  *                     fill every lane.
+ *   conv_tile_edge    the same product over position-major tiles (p = (oh*OW + ow)*N + n):
+ *                     a tile's TILE_P lanes are images at one output position, so every lane
+ *                     has the same taps inside the input and the tile skips the rest. On the
+ *                     small maps of a network's deep layers most of the work of conv_tile is
+ *                     multiplying zeros (a 3x3 map under a 3x3 kernel with padding 1: 49 of 81
+ *                     taps are inside); this form reads x itself, unpadded, and does only the
+ *                     49. Its weights are packed tap-major, wp[g][kh*KW + kw][ic][OPAD].
  *   conv_tile_dw      the filter gradient: a TILE_P x TILE_O block of dW^T (TILE_P rows
  *                     (ic, kh, kw), TILE_O output channels) summed over every output pixel,
  *                     reading dy transposed to [pixel][OPAD] (conv_tile_dyt) as vectors.
@@ -92,7 +99,7 @@ __kernel void conv_tile_pad(const __global float *restrict x, ulong x_off,
 /* w[O][Cg][KH][KW] -> wp, followed by one row per group of the bias (zeros without one),
  * which conv_tile starts its accumulators from. d: s0 IC (per group), s1 OC (per group),
  * s2 OPAD, s3 flip, s4 Cg (w's second dimension), s5 Og (w's output channels per group),
- * s6 groups. Grid: {OPAD, IC*KH*KW + 1, groups}. */
+ * s6 groups, s7 tap-major (conv_tile_edge's layout). Grid: {OPAD, IC*KH*KW + 1, groups}. */
 __kernel void conv_tile_pack_w(const __global float *restrict w, ulong w_off,
                                const __global float *restrict bias, ulong bias_off,
                                int has_bias, __global float *restrict wp, ulong wp_off,
@@ -113,7 +120,8 @@ __kernel void conv_tile_pack_w(const __global float *restrict w, ulong w_off,
         const int o = g * d.s5 + (d.s3 ? ic : oc), c = d.s3 ? oc : ic;
         v = w[w_off + ((ulong)o * d.s4 + c) * taps + (d.s3 ? taps - 1 - t : t)];
     }
-    wp[wp_off + ((ulong)g * d.s0 * taps + k) * d.s2 + oc] = v;
+    const int row = d.s7 ? t * d.s0 + ic : k;
+    wp[wp_off + ((ulong)g * d.s0 * taps + row) * d.s2 + oc] = v;
 }
 
 /* y[N][OC*G][OH][OW] (+ bias) from xp (padded, IC*G channels) and wp (with its bias rows).
@@ -219,6 +227,91 @@ __kernel void conv_tile(const __global float *restrict xp, ulong xp_off,
     const int g = z / notile, o0 = (z - g * notile) * TILE_O;
     for (uint t = i * per; t < (i + 1) * per && t * TILE_P < npix; t++)
         conv_tile_one(xp, xp_off, wp, wp_off, y, y_off, d, npix, t, g, o0);
+}
+
+/* One position-major tile of conv_tile_edge: images n0 .. n0+TILE_P-1 (lanes past the last
+ * image repeat it and are not stored) at output position pos. x[N][IC*G][H][W] unpadded;
+ * d: as conv_tile but s4 H, s5 W; e: s0 N, s1 PT, s2 PL, s3 tiles per position. */
+void conv_tile_edge_one(const __global float *restrict x, ulong x_off,
+                        const __global float *restrict wp, ulong wp_off,
+                        __global float *restrict y, ulong y_off, const int8 d, const int4 e,
+                        uint t, int g, int o0) {
+    const uint tpp = (uint)e.s3, pos = t / tpp;
+    const int n0 = (int)(t - pos * tpp) * TILE_P;
+    const int oh = (int)pos / d.s7, ow = (int)pos - oh * d.s7;
+    const ulong hw = (ulong)d.s4 * (ulong)d.s5;
+    const int icall = d.s0 * d.s3, taps = KH * KW;
+    const __global float *xl[TILE_P];
+#pragma unroll
+    for (int l = 0; l < TILE_P; l++)
+        xl[l] = x + x_off + ((ulong)min(n0 + l, e.s0 - 1) * icall + (ulong)g * d.s0) * hw;
+    const __global float *bk = wp + wp_off + ((ulong)d.s3 * d.s0 * taps + g) * d.s2 + o0;
+    vec_t acc[TILE_P][NV];
+#pragma unroll
+    for (int v = 0; v < NV; v++) {
+        const vec_t b0 = VLOAD(v, bk);
+#pragma unroll
+        for (int l = 0; l < TILE_P; l++)
+            acc[l][v] = b0;
+    }
+    const int ih0 = oh * SH - e.s1, iw0 = ow * SW - e.s2;
+    for (int kh = 0; kh < KH; kh++) {
+        const int ih = ih0 + kh * DH;
+        if (ih < 0 || ih >= d.s4)
+            continue;
+        for (int kw = 0; kw < KW; kw++) {
+            const int iw = iw0 + kw * DW;
+            if (iw < 0 || iw >= d.s5)
+                continue;
+            const __global float *wk =
+                wp + wp_off + ((ulong)g * taps + kh * KW + kw) * d.s0 * d.s2 + o0;
+            ulong at = (ulong)ih * d.s5 + iw;
+            for (int ic = 0; ic < d.s0; ic++) {
+                vec_t wv[NV];
+#pragma unroll
+                for (int v = 0; v < NV; v++)
+                    wv[v] = VLOAD(v, wk);
+                wk += d.s2;
+#pragma unroll
+                for (int l = 0; l < TILE_P; l++) {
+                    const vec_t xv = (vec_t)(xl[l][at]);
+#pragma unroll
+                    for (int v = 0; v < NV; v++)
+                        acc[l][v] = KILN_MADD(xv, wv[v], acc[l][v]);
+                }
+                at += hw;
+            }
+        }
+    }
+    const int nvalid = min(TILE_O, d.s1 - o0), nimg = min(TILE_P, e.s0 - n0);
+    const ulong ohw = (ulong)d.s6 * (ulong)d.s7;
+    float v[TILE_P][TILE_O];
+#pragma unroll
+    for (int l = 0; l < TILE_P; l++)
+#pragma unroll
+        for (int u = 0; u < NV; u++)
+            VSTORE(acc[l][u], u, v[l]);
+    for (int l = 0; l < nimg; l++) {
+        const ulong base =
+            y_off + ((ulong)(n0 + l) * (ulong)(d.s1 * d.s3) + (ulong)(g * d.s1 + o0)) * ohw + pos;
+        for (int o = 0; o < nvalid; o++)
+            y[base + (ulong)o * ohw] = v[l][o];
+    }
+}
+
+/* As conv_tile over position-major tiles: work-item (i, z) takes tiles [i*per, (i+1)*per) of
+ * the ntiles = OH*OW * e.s3 tiles of output-channel tile z. */
+__kernel void conv_tile_edge(const __global float *restrict x, ulong x_off,
+                             const __global float *restrict wp, ulong wp_off,
+                             __global float *restrict y, ulong y_off, const int8 d, const int4 e,
+                             uint ntiles, uint per) {
+    const uint i = (uint)get_global_id(0);
+    const int z = (int)get_global_id(1), notile = d.s2 / TILE_O;
+    if (z >= notile * d.s3)
+        return;
+    const int g = z / notile, o0 = (z - g * notile) * TILE_O;
+    for (uint t = i * per; t < (i + 1) * per && t < ntiles; t++)
+        conv_tile_edge_one(x, x_off, wp, wp_off, y, y_off, d, e, t, g, o0);
 }
 
 /* dyt[g][n][pixel][opad] from dy[N][oc*groups][ohw], output channels zero-padded to opad.

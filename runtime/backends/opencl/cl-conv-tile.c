@@ -1,6 +1,9 @@
 /* The opencl backend's tiled convolutions for CPU devices (kernels/conv-tile.cl): forward,
  * backward data (stride 1: a forward convolution of the padded dy with the flipped,
- * transposed weights) and backward filter, none of them materialising a column matrix.
+ * transposed weights) and backward filter, none of them materialising a column matrix. The
+ * forward and backward-data products also come in the edge form (conv_tile_edge), whose tiles
+ * skip the taps that fall in the padding: auto weighs it where that is a tenth of the taps or
+ * more (the small maps of deep layers), KILN_TUNE_CONV=EDGE=1 forces it.
  *
  * Buffers: the backend's scratch holds the packed weights (or dy transposed) and the padded
  * input for the length of one call; nothing else is allocated. */
@@ -134,20 +137,55 @@ static size_t padded_elems(const tile_geom *t) {
     return t->n * t->ic * t->groups * t->hp * t->wp;
 }
 
+/* Fraction of the kernel taps of t's output pixels that land inside the input (1: no padding
+   is read). Rows and columns count separately: the taps inside are their product. */
+static double inside_fraction(const tile_geom *t) {
+    size_t rows = 0, cols = 0;
+    for (size_t o = 0; o < t->oh; o++)
+        for (int k = 0; k < t->kh; k++) {
+            long i = (long)o * t->sh - t->pt + (long)k * t->dh;
+            rows += i >= 0 && i < (long)t->h;
+        }
+    for (size_t o = 0; o < t->ow; o++)
+        for (int k = 0; k < t->kw; k++) {
+            long i = (long)o * t->sw - t->pl + (long)k * t->dw;
+            cols += i >= 0 && i < (long)t->w;
+        }
+    return (double)rows * (double)cols / ((double)(t->oh * t->ow) * (double)(t->kh * t->kw));
+}
+
+/* Work-items of one output-channel tile for `tiles` tiles: several tiles each, while leaving
+   at least ITEMS_PER_CU items per compute unit for load balance, and within the device's
+   loop cap. */
+static kiln_status tiles_per_item(kiln_backend_t be, const tile_geom *t, size_t tiles,
+                                  size_t otiles, size_t *per_out) {
+    size_t cus = be->device.compute_units ? be->device.compute_units : 1;
+    size_t per = tiles * otiles / (ITEMS_PER_CU * cus);
+    per = per < 1 ? 1 : per > MAX_TILES_PER_ITEM ? MAX_TILES_PER_ITEM : per;
+    unsigned long budget = 0;
+    kiln_status st = kiln_cl_loop_budget(kiln_cl(be), &budget);
+    if (st) return st;
+    if (budget && per * tile_item_iters(t) > budget) /* kiln_cl_conv_tile_fits: one fits */
+        per = budget / tile_item_iters(t) ? budget / tile_item_iters(t) : 1;
+    *per_out = per;
+    return KILN_OK;
+}
+
 /* y = conv(x, w) (+ bias) for t, w given as the convolution's own weight tensor and packed
-   (flipped for the backward-data form). */
+   (flipped for the backward-data form); `edge`: conv_tile_edge on the unpadded x. */
 static kiln_status run_tile(kiln_backend_t be, const tile_geom *t, const kiln_cl_conv_geom *g,
-                            cl_mem x, size_t x_off, const kiln_tensor *w, int flip,
+                            cl_mem x, size_t x_off, const kiln_tensor *w, int flip, int edge,
                             const kiln_tensor *bias, cl_mem y, size_t y_off) {
     kiln_cl_ctx *cl = kiln_cl(be);
     const size_t taps = (size_t)t->kh * (size_t)t->kw;
     /* the packed weights, then one bias row per group */
     const size_t wp_elems = round_up(t->groups * (t->ic * taps + 1) * t->opad, 16);
-    cl_mem buf, in;
-    size_t in_off;
-    kiln_status st = kiln_cl_get_scratch(cl, (wp_elems + padded_elems(t)) * sizeof(float), &buf);
+    cl_mem buf, in = x;
+    size_t in_off = x_off;
+    kiln_status st =
+        kiln_cl_get_scratch(cl, (wp_elems + (edge ? 0 : padded_elems(t))) * sizeof(float), &buf);
     if (st) return st;
-    if ((st = pad(be, t, x, x_off, buf, wp_elems, &in, &in_off))) return st;
+    if (!edge && (st = pad(be, t, x, x_off, buf, wp_elems, &in, &in_off))) return st;
 
     cl_kernel k;
     cl_int8 d = dims(t);
@@ -155,6 +193,7 @@ static kiln_status run_tile(kiln_backend_t be, const tile_geom *t, const kiln_cl
     d.s[4] = (cl_int)g->cg;
     d.s[5] = (cl_int)g->og;
     d.s[6] = (cl_int)t->groups;
+    d.s[7] = edge;
     cl_mem wm = kiln_cl_mem(w), bm = bias ? kiln_cl_mem(bias) : wm;
     cl_ulong wo = kiln_cl_off(w), bo = bias ? kiln_cl_off(bias) : 0, zero = 0;
     cl_int has = bias != NULL;
@@ -167,26 +206,31 @@ static kiln_status run_tile(kiln_backend_t be, const tile_geom *t, const kiln_cl
     if ((st = kiln_cl_launch(cl, k, "conv_tile_pack_w", 3, gw, lw))) return st;
 
     d = dims(t);
-    cl_uint npix = (cl_uint)(t->n * t->oh * t->ow);
+    const size_t otiles = t->opad / TILE_O * t->groups, npix = t->n * t->oh * t->ow;
+    /* edge: TILE_P images at one position per tile, so ceil(n / TILE_P) tiles per position */
+    const size_t tpp = (t->n + TILE_P - 1) / TILE_P;
+    const size_t tiles = edge ? t->oh * t->ow * tpp : (npix + TILE_P - 1) / TILE_P;
+    size_t per;
+    if ((st = tiles_per_item(be, t, tiles, otiles, &per))) return st;
+    cl_uint u_per = (cl_uint)per, count = (cl_uint)(edge ? tiles : npix);
     cl_ulong io = in_off, yo = y_off;
-    /* Tiles per work-item: several, while leaving at least ITEMS_PER_CU items per compute
-       unit for load balance. */
-    size_t tiles = (npix + TILE_P - 1) / TILE_P, otiles = t->opad / TILE_O * t->groups;
-    size_t cus = be->device.compute_units ? be->device.compute_units : 1;
-    size_t per = tiles * otiles / (ITEMS_PER_CU * cus);
-    per = per < 1 ? 1 : per > MAX_TILES_PER_ITEM ? MAX_TILES_PER_ITEM : per;
-    unsigned long budget = 0;
-    if ((st = kiln_cl_loop_budget(cl, &budget))) return st;
-    if (budget && per * tile_item_iters(t) > budget) /* kiln_cl_conv_tile_fits: one fits */
-        per = budget / tile_item_iters(t) ? budget / tile_item_iters(t) : 1;
-    cl_uint u_per = (cl_uint)per;
-    if ((st = kernel(be, t, "conv_tile", &k)) ||
-        (st = kiln_cl_args(k, "conv_tile", 9, sizeof in, &in, sizeof io, &io, sizeof buf, &buf,
-                           sizeof zero, &zero, sizeof y, &y, sizeof yo, &yo, sizeof d, &d,
-                           sizeof npix, &npix, sizeof u_per, &u_per)))
-        return st;
+    const char *name = edge ? "conv_tile_edge" : "conv_tile";
+    if ((st = kernel(be, t, name, &k))) return st;
+    if (edge) {
+        d.s[4] = (cl_int)t->h;
+        d.s[5] = (cl_int)t->w;
+        cl_int4 e = {{(cl_int)t->n, (cl_int)t->pt, (cl_int)t->pl, (cl_int)tpp}};
+        st = kiln_cl_args(k, name, 10, sizeof in, &in, sizeof io, &io, sizeof buf, &buf,
+                          sizeof zero, &zero, sizeof y, &y, sizeof yo, &yo, sizeof d, &d, sizeof e,
+                          &e, sizeof count, &count, sizeof u_per, &u_per);
+    } else {
+        st = kiln_cl_args(k, name, 9, sizeof in, &in, sizeof io, &io, sizeof buf, &buf, sizeof zero,
+                          &zero, sizeof y, &y, sizeof yo, &yo, sizeof d, &d, sizeof count, &count,
+                          sizeof u_per, &u_per);
+    }
+    if (st) return st;
     size_t gc[2] = {(tiles + per - 1) / per, otiles}, lc[2] = {1, 1};
-    return kiln_cl_launch(cl, k, "conv_tile", 2, gc, lc);
+    return kiln_cl_launch(cl, k, name, 2, gc, lc);
 }
 
 kiln_status kiln_cl_conv_tile_fits(kiln_backend_t be, const kiln_cl_conv_geom *g, int pass,
@@ -215,19 +259,30 @@ kiln_status kiln_cl_conv_tile_fits(kiln_backend_t be, const kiln_cl_conv_geom *g
     return KILN_OK;
 }
 
-kiln_status kiln_cl_conv_tile_forward(kiln_backend_t be, const kiln_cl_conv_geom *g,
+kiln_status kiln_cl_conv_tile_edge_worth(kiln_backend_t be, const kiln_cl_conv_geom *g, int pass,
+                                         int forced, int *worth) {
+    *worth = 0;
+    int fits = 0;
+    kiln_status st = kiln_cl_conv_tile_fits(be, g, pass, &fits);
+    if (st || !fits || pass == KILN_CL_TILE_BACKWARD_FILTER) return st;
+    tile_geom t = pass == KILN_CL_TILE_BACKWARD_DATA ? backward_geom(g) : forward_geom(g);
+    *worth = forced || inside_fraction(&t) <= 0.9;
+    return KILN_OK;
+}
+
+kiln_status kiln_cl_conv_tile_forward(kiln_backend_t be, const kiln_cl_conv_geom *g, int edge,
                                       const kiln_tensor *x, const kiln_tensor *w,
                                       const kiln_tensor *bias, kiln_tensor *y) {
     tile_geom t = forward_geom(g);
-    return run_tile(be, &t, g, kiln_cl_mem(x), kiln_cl_off(x), w, 0, bias, kiln_cl_mem(y),
+    return run_tile(be, &t, g, kiln_cl_mem(x), kiln_cl_off(x), w, 0, edge, bias, kiln_cl_mem(y),
                     kiln_cl_off(y));
 }
 
-kiln_status kiln_cl_conv_tile_backward_data(kiln_backend_t be, const kiln_cl_conv_geom *g,
+kiln_status kiln_cl_conv_tile_backward_data(kiln_backend_t be, const kiln_cl_conv_geom *g, int edge,
                                             const kiln_tensor *dy, const kiln_tensor *w,
                                             kiln_tensor *dx) {
     tile_geom t = backward_geom(g);
-    return run_tile(be, &t, g, kiln_cl_mem(dy), kiln_cl_off(dy), w, 1, NULL, kiln_cl_mem(dx),
+    return run_tile(be, &t, g, kiln_cl_mem(dy), kiln_cl_off(dy), w, 1, edge, NULL, kiln_cl_mem(dx),
                     kiln_cl_off(dx));
 }
 
@@ -293,4 +348,40 @@ kiln_status kiln_cl_conv_tile_backward_filter(kiln_backend_t be, const kiln_cl_c
         return st;
     size_t gs = dw_elems, ls = 64;
     return kiln_cl_launch(cl, k, "conv_tile_sum", 1, &gs, &ls);
+}
+
+/* The edge form as a candidate of auto: where it runs and skips a tenth of the taps or more,
+   and not switched off by EDGE=0. */
+static int edge_supports(kiln_backend_t be, const kiln_tensor *dst, int pass) {
+    kiln_cl_conv_tune tn;
+    if (kiln_cl_conv_tune_get(be, &tn) || !tn.edge) return 0;
+    kiln_cl_conv_geom g;
+    if (pass == KILN_CL_TILE_BACKWARD_DATA)
+        kiln_cl_conv_decode(dst, dst, dst->src[1], dst->src[0], &g);
+    else
+        kiln_cl_conv_decode(dst, dst->src[0], dst->src[1], dst, &g);
+    int worth = 0;
+    return g.n && !kiln_cl_conv_tile_edge_worth(be, &g, pass, 0, &worth) && worth;
+}
+
+int kiln_cl_supports_conv2d_edge(kiln_backend_t be, const kiln_tensor *dst) {
+    return edge_supports(be, dst, KILN_CL_TILE_FORWARD);
+}
+
+int kiln_cl_supports_conv2d_bwd_data_edge(kiln_backend_t be, const kiln_tensor *dst) {
+    return edge_supports(be, dst, KILN_CL_TILE_BACKWARD_DATA);
+}
+
+kiln_status kiln_cl_conv2d_edge(kiln_backend_t be, kiln_tensor *dst) {
+    kiln_cl_conv_geom g;
+    kiln_cl_conv_decode(dst, dst->src[0], dst->src[1], dst, &g);
+    if (!g.n) return KILN_OK;
+    return kiln_cl_conv_tile_forward(be, &g, 1, dst->src[0], dst->src[1], dst->src[2], dst);
+}
+
+kiln_status kiln_cl_conv2d_bwd_data_edge(kiln_backend_t be, kiln_tensor *dst) {
+    kiln_cl_conv_geom g;
+    kiln_cl_conv_decode(dst, dst, dst->src[1], dst->src[0], &g);
+    if (!g.n) return KILN_OK;
+    return kiln_cl_conv_tile_backward_data(be, &g, 1, dst->src[0], dst->src[1], dst);
 }

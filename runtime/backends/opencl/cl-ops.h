@@ -45,6 +45,8 @@ typedef struct {
     int tile;
     int winograd; /* -1: where auto measures it faster; 0: never; the output block, 2 (F(2x2),
                      WINOGRAD=1) or 4 (F(4x4), the backward filter F(2x2)): wherever it applies */
+    int edge;     /* the tiled form's edge tiles: -1 where auto measures them faster; 0: never;
+                     1: wherever the tiled form runs the forward or backward-data pass */
 } kiln_cl_conv_tune;
 kiln_status kiln_cl_conv_tune_get(kiln_backend_t be, kiln_cl_conv_tune *t);
 /* Winograd F(2x2, 3x3) and F(4x4, 3x3) (cl-conv-winograd.c, kernels/winograd.cl): 3x3, stride 1,
@@ -77,12 +79,22 @@ enum { KILN_CL_TILE_FORWARD, KILN_CL_TILE_BACKWARD_DATA, KILN_CL_TILE_BACKWARD_F
    the device's loop limit). */
 kiln_status kiln_cl_conv_tile_fits(kiln_backend_t be, const kiln_cl_conv_geom *g, int pass,
                                    int *fits);
-kiln_status kiln_cl_conv_tile_forward(kiln_backend_t be, const kiln_cl_conv_geom *g,
+/* *worth = whether the edge form (tiles that skip the taps in the padding) can run this pass
+   (forward or backward data) and, unless `forced`, skips a tenth of the taps or more. */
+kiln_status kiln_cl_conv_tile_edge_worth(kiln_backend_t be, const kiln_cl_conv_geom *g, int pass,
+                                         int forced, int *worth);
+/* The forward and backward-data passes; `edge`: in the edge form. */
+kiln_status kiln_cl_conv_tile_forward(kiln_backend_t be, const kiln_cl_conv_geom *g, int edge,
                                       const kiln_tensor *x, const kiln_tensor *w,
                                       const kiln_tensor *bias, kiln_tensor *y);
-kiln_status kiln_cl_conv_tile_backward_data(kiln_backend_t be, const kiln_cl_conv_geom *g,
+kiln_status kiln_cl_conv_tile_backward_data(kiln_backend_t be, const kiln_cl_conv_geom *g, int edge,
                                             const kiln_tensor *dy, const kiln_tensor *w,
                                             kiln_tensor *dx);
+/* The edge form as candidates of auto (kiln_cl_variants). */
+int kiln_cl_supports_conv2d_edge(kiln_backend_t be, const kiln_tensor *dst);
+int kiln_cl_supports_conv2d_bwd_data_edge(kiln_backend_t be, const kiln_tensor *dst);
+kiln_status kiln_cl_conv2d_edge(kiln_backend_t be, kiln_tensor *dst);
+kiln_status kiln_cl_conv2d_bwd_data_edge(kiln_backend_t be, kiln_tensor *dst);
 kiln_status kiln_cl_conv_tile_backward_filter(kiln_backend_t be, const kiln_cl_conv_geom *g,
                                               const kiln_tensor *x, const kiln_tensor *dy,
                                               kiln_tensor *dw);
