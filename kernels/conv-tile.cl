@@ -25,7 +25,7 @@
  *                     small maps of a network's deep layers most of the work of conv_tile is
  *                     multiplying zeros (a 3x3 map under a 3x3 kernel with padding 1: 49 of 81
  *                     taps are inside); this form reads x itself, unpadded, and does only the
- *                     49. Its weights are packed tap-major, wp[g][kh*KW + kw][ic][OPAD].
+ *                     49.
  *   conv_tile_dw      the filter gradient: a TILE_P x TILE_O block of dW^T (TILE_P rows
  *                     (ic, kh, kw), TILE_O output channels) summed over every output pixel,
  *                     reading dy transposed to [pixel][OPAD] (conv_tile_dyt) as vectors.
@@ -99,7 +99,7 @@ __kernel void conv_tile_pad(const __global float *restrict x, ulong x_off,
 /* w[O][Cg][KH][KW] -> wp, followed by one row per group of the bias (zeros without one),
  * which conv_tile starts its accumulators from. d: s0 IC (per group), s1 OC (per group),
  * s2 OPAD, s3 flip, s4 Cg (w's second dimension), s5 Og (w's output channels per group),
- * s6 groups, s7 tap-major (conv_tile_edge's layout). Grid: {OPAD, IC*KH*KW + 1, groups}. */
+ * s6 groups. Grid: {OPAD, IC*KH*KW + 1, groups}. */
 __kernel void conv_tile_pack_w(const __global float *restrict w, ulong w_off,
                                const __global float *restrict bias, ulong bias_off,
                                int has_bias, __global float *restrict wp, ulong wp_off,
@@ -120,8 +120,7 @@ __kernel void conv_tile_pack_w(const __global float *restrict w, ulong w_off,
         const int o = g * d.s5 + (d.s3 ? ic : oc), c = d.s3 ? oc : ic;
         v = w[w_off + ((ulong)o * d.s4 + c) * taps + (d.s3 ? taps - 1 - t : t)];
     }
-    const int row = d.s7 ? t * d.s0 + ic : k;
-    wp[wp_off + ((ulong)g * d.s0 * taps + row) * d.s2 + oc] = v;
+    wp[wp_off + ((ulong)g * d.s0 * taps + k) * d.s2 + oc] = v;
 }
 
 /* y[N][OC*G][OH][OW] (+ bias) from xp (padded, IC*G channels) and wp (with its bias rows).
@@ -254,34 +253,44 @@ void conv_tile_edge_one(const __global float *restrict x, ulong x_off,
         for (int l = 0; l < TILE_P; l++)
             acc[l][v] = b0;
     }
+    /* The taps inside the input form a rectangle [kh0, kh1) x [kw0, kw1). Channel by channel
+     * (the lanes' planes stay in L1 across the taps) over that rectangle only. */
     const int ih0 = oh * SH - e.s1, iw0 = ow * SW - e.s2;
-    for (int kh = 0; kh < KH; kh++) {
-        const int ih = ih0 + kh * DH;
-        if (ih < 0 || ih >= d.s4)
-            continue;
-        for (int kw = 0; kw < KW; kw++) {
-            const int iw = iw0 + kw * DW;
-            if (iw < 0 || iw >= d.s5)
-                continue;
-            const __global float *wk =
-                wp + wp_off + ((ulong)g * taps + kh * KW + kw) * d.s0 * d.s2 + o0;
-            ulong at = (ulong)ih * d.s5 + iw;
-            for (int ic = 0; ic < d.s0; ic++) {
+    int kh0 = KH, kh1 = 0, kw0 = KW, kw1 = 0;
+    for (int k = KH - 1; k >= 0; k--)
+        if (ih0 + k * DH >= 0 && ih0 + k * DH < d.s4) {
+            kh0 = k;
+            kh1 = max(kh1, k + 1);
+        }
+    for (int k = KW - 1; k >= 0; k--)
+        if (iw0 + k * DW >= 0 && iw0 + k * DW < d.s5) {
+            kw0 = k;
+            kw1 = max(kw1, k + 1);
+        }
+    const __global float *wk = wp + wp_off + (ulong)g * d.s0 * taps * d.s2 + o0;
+    ulong at = (ulong)(ih0 + kh0 * DH) * d.s5 + (iw0 + kw0 * DW);
+    for (int ic = 0; ic < d.s0; ic++) {
+        for (int kh = kh0; kh < kh1; kh++) {
+            const __global float *wr = wk + (kh * KW + kw0) * d.s2;
+            ulong ar = at + (ulong)((kh - kh0) * DH) * d.s5;
+            for (int kw = kw0; kw < kw1; kw++) {
                 vec_t wv[NV];
 #pragma unroll
                 for (int v = 0; v < NV; v++)
-                    wv[v] = VLOAD(v, wk);
-                wk += d.s2;
+                    wv[v] = VLOAD(v, wr);
+                wr += d.s2;
 #pragma unroll
                 for (int l = 0; l < TILE_P; l++) {
-                    const vec_t xv = (vec_t)(xl[l][at]);
+                    const vec_t xv = (vec_t)(xl[l][ar]);
 #pragma unroll
                     for (int v = 0; v < NV; v++)
                         acc[l][v] = KILN_MADD(xv, wv[v], acc[l][v]);
                 }
-                at += hw;
+                ar += DW;
             }
         }
+        wk += taps * d.s2;
+        at += hw;
     }
     const int nvalid = min(TILE_O, d.s1 - o0), nimg = min(TILE_P, e.s0 - n0);
     const ulong ohw = (ulong)d.s6 * (ulong)d.s7;

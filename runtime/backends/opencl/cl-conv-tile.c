@@ -193,7 +193,6 @@ static kiln_status run_tile(kiln_backend_t be, const tile_geom *t, const kiln_cl
     d.s[4] = (cl_int)g->cg;
     d.s[5] = (cl_int)g->og;
     d.s[6] = (cl_int)t->groups;
-    d.s[7] = edge;
     cl_mem wm = kiln_cl_mem(w), bm = bias ? kiln_cl_mem(bias) : wm;
     cl_ulong wo = kiln_cl_off(w), bo = bias ? kiln_cl_off(bias) : 0, zero = 0;
     cl_int has = bias != NULL;
