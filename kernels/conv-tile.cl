@@ -65,6 +65,31 @@ typedef CAT(float, VW) vec_t;
 #define VLOAD(i, p) CAT(vload, VW)((i), (p))
 #define VSTORE(x, i, p) CAT(vstore, VW)((x), (i), (p))
 
+/* The tile's accumulators (TILE_P lanes x NV vectors), all lanes starting from the row at bk. */
+#define TILE_ACC_INIT(acc, bk)                                                                 \
+    vec_t acc[TILE_P][NV];                                                                     \
+    _Pragma("unroll") for (int v_ = 0; v_ < NV; v_++) {                                        \
+        const vec_t b_ = VLOAD(v_, (bk));                                                      \
+        _Pragma("unroll") for (int l_ = 0; l_ < TILE_P; l_++) acc[l_][v_] = b_;                \
+    }
+/* One step of the product: the TILE_O values at wr (as vectors) times each lane's scalar
+ * lane[l][at], into acc. */
+#define TILE_MADD(acc, wr, lane, at)                                                           \
+    do {                                                                                       \
+        vec_t w_[NV];                                                                          \
+        _Pragma("unroll") for (int v_ = 0; v_ < NV; v_++) w_[v_] = VLOAD(v_, (wr));            \
+        _Pragma("unroll") for (int l_ = 0; l_ < TILE_P; l_++) {                                \
+            const vec_t x_ = (vec_t)((lane)[l_][(at)]);                                        \
+            _Pragma("unroll") for (int v_ = 0; v_ < NV; v_++) acc[l_][v_] =                    \
+                KILN_MADD(x_, w_[v_], acc[l_][v_]);                                            \
+        }                                                                                      \
+    } while (0)
+/* acc as plain floats, out[TILE_P][TILE_O]. */
+#define TILE_ACC_STORE(acc, out)                                                               \
+    float out[TILE_P][TILE_O];                                                                 \
+    _Pragma("unroll") for (int l_ = 0; l_ < TILE_P; l_++)                                      \
+        _Pragma("unroll") for (int v_ = 0; v_ < NV; v_++) VSTORE(acc[l_][v_], v_, out[l_]);
+
 /* xp[plane][Hp][Wp] from x[plane][H][W]: one work-item per plane, row by row, so the
  * interior of a row is a plain contiguous copy a CPU vectorises.
  * d: s0 H, s1 W, s2 Hp, s3 Wp, s4 PT, s5 PL. Grid: {planes}. */
@@ -159,32 +184,14 @@ void conv_tile_one(const __global float *restrict xp, ulong xp_off,
     }
     const __global float *wk = wp + wp_off + (ulong)g * d.s0 * KH * KW * d.s2 + o0;
     const __global float *bk = wp + wp_off + ((ulong)d.s3 * d.s0 * KH * KW + g) * d.s2 + o0;
-    vec_t acc[TILE_P][NV];
-#pragma unroll
-    for (int v = 0; v < NV; v++) {
-        const vec_t b0 = VLOAD(v, bk);
-#pragma unroll
-        for (int l = 0; l < TILE_P; l++)
-            acc[l][v] = b0;
-    }
+    TILE_ACC_INIT(acc, bk)
     for (int ic = 0; ic < d.s0; ic++) {
 #pragma unroll
         for (int kh = 0; kh < KH; kh++)
 #pragma unroll
             for (int kw = 0; kw < KW; kw++) {
-                vec_t wv[NV];
-#pragma unroll
-                for (int v = 0; v < NV; v++)
-                    wv[v] = VLOAD(v, wk);
+                TILE_MADD(acc, wk, xl, kh * DH * d.s5 + kw * DW);
                 wk += d.s2;
-                const int tap = kh * DH * d.s5 + kw * DW;
-#pragma unroll
-                for (int l = 0; l < TILE_P; l++) {
-                    const vec_t xv = (vec_t)(xl[l][tap]);
-#pragma unroll
-                    for (int v = 0; v < NV; v++)
-                        acc[l][v] = KILN_MADD(xv, wv[v], acc[l][v]);
-                }
             }
 #pragma unroll
         for (int l = 0; l < TILE_P; l++)
@@ -193,12 +200,7 @@ void conv_tile_one(const __global float *restrict xp, ulong xp_off,
     const int nvalid = min(TILE_O, d.s1 - o0);
     const int npx = (int)min((uint)TILE_P, npix - t * TILE_P);
     const ulong ybase = y_off + (ulong)(g * d.s1 + o0) * ohw;
-    float v[TILE_P][TILE_O];
-#pragma unroll
-    for (int l = 0; l < TILE_P; l++)
-#pragma unroll
-        for (int u = 0; u < NV; u++)
-            VSTORE(acc[l][u], u, v[l]);
+    TILE_ACC_STORE(acc, v)
     if (npx == TILE_P && yl[TILE_P - 1] - yl[0] == TILE_P - 1) {
         /* The usual case: the tile's pixels are consecutive in one image, so each output
          * channel takes one 8-wide store. */
@@ -245,14 +247,7 @@ void conv_tile_edge_one(const __global float *restrict x, ulong x_off,
     for (int l = 0; l < TILE_P; l++)
         xl[l] = x + x_off + ((ulong)min(n0 + l, e.s0 - 1) * icall + (ulong)g * d.s0) * hw;
     const __global float *bk = wp + wp_off + ((ulong)d.s3 * d.s0 * taps + g) * d.s2 + o0;
-    vec_t acc[TILE_P][NV];
-#pragma unroll
-    for (int v = 0; v < NV; v++) {
-        const vec_t b0 = VLOAD(v, bk);
-#pragma unroll
-        for (int l = 0; l < TILE_P; l++)
-            acc[l][v] = b0;
-    }
+    TILE_ACC_INIT(acc, bk)
     /* The taps inside the input form a rectangle [kh0, kh1) x [kw0, kw1). Channel by channel
      * (the lanes' planes stay in L1 across the taps) over that rectangle only. */
     const int ih0 = oh * SH - e.s1, iw0 = ow * SW - e.s2;
@@ -274,18 +269,8 @@ void conv_tile_edge_one(const __global float *restrict x, ulong x_off,
             const __global float *wr = wk + (kh * KW + kw0) * d.s2;
             ulong ar = at + (ulong)((kh - kh0) * DH) * d.s5;
             for (int kw = kw0; kw < kw1; kw++) {
-                vec_t wv[NV];
-#pragma unroll
-                for (int v = 0; v < NV; v++)
-                    wv[v] = VLOAD(v, wr);
+                TILE_MADD(acc, wr, xl, ar);
                 wr += d.s2;
-#pragma unroll
-                for (int l = 0; l < TILE_P; l++) {
-                    const vec_t xv = (vec_t)(xl[l][ar]);
-#pragma unroll
-                    for (int v = 0; v < NV; v++)
-                        acc[l][v] = KILN_MADD(xv, wv[v], acc[l][v]);
-                }
                 ar += DW;
             }
         }
@@ -294,12 +279,7 @@ void conv_tile_edge_one(const __global float *restrict x, ulong x_off,
     }
     const int nvalid = min(TILE_O, d.s1 - o0), nimg = min(TILE_P, e.s0 - n0);
     const ulong ohw = (ulong)d.s6 * (ulong)d.s7;
-    float v[TILE_P][TILE_O];
-#pragma unroll
-    for (int l = 0; l < TILE_P; l++)
-#pragma unroll
-        for (int u = 0; u < NV; u++)
-            VSTORE(acc[l][u], u, v[l]);
+    TILE_ACC_STORE(acc, v)
     for (int l = 0; l < nimg; l++) {
         const ulong base =
             y_off + ((ulong)(n0 + l) * (ulong)(d.s1 * d.s3) + (ulong)(g * d.s1 + o0)) * ohw + pos;
@@ -384,19 +364,8 @@ __kernel void conv_tile_dw(const __global float *restrict xp, ulong xp_off,
             for (int l = 0; l < TILE_P; l++)
                 xq[l] = xn + (ulong)(oh * SH) * d.s5 + kl[l];
             for (int ow = 0; ow < d.s7; ow++) {
-                vec_t dv[NV];
-#pragma unroll
-                for (int v = 0; v < NV; v++)
-                    dv[v] = VLOAD(v, dp);
+                TILE_MADD(acc, dp, xq, ow * SW);
                 dp += d.s2;
-                const int at = ow * SW;
-#pragma unroll
-                for (int l = 0; l < TILE_P; l++) {
-                    const vec_t xv = (vec_t)(xq[l][at]);
-#pragma unroll
-                    for (int v = 0; v < NV; v++)
-                        acc[l][v] = KILN_MADD(xv, dv[v], acc[l][v]);
-                }
             }
         }
     }
