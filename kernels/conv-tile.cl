@@ -29,6 +29,9 @@
  *   conv_tile_dw      the filter gradient: a TILE_P x TILE_O block of dW^T (TILE_P rows
  *                     (ic, kh, kw), TILE_O output channels) summed over every output pixel,
  *                     reading dy transposed to [pixel][OPAD] (conv_tile_dyt) as vectors.
+ *   conv_tile_dw_edge the same in the edge form: the rows of a block are TILE_P input
+ *                     channels at one tap, so the pixels whose tap lands inside x form one
+ *                     rectangle, and the block sums over that rectangle only.
  *
  * Compile-time geometry (build options): KH, KW, SH, SW, DH, DW. OpenCL C 1.2. */
 
@@ -72,6 +75,11 @@ typedef CAT(float, VW) vec_t;
         const vec_t b_ = VLOAD(v_, (bk));                                                      \
         _Pragma("unroll") for (int l_ = 0; l_ < TILE_P; l_++) acc[l_][v_] = b_;                \
     }
+/* The same, all zero. */
+#define TILE_ACC_ZERO(acc)                                                                     \
+    vec_t acc[TILE_P][NV];                                                                     \
+    _Pragma("unroll") for (int l_ = 0; l_ < TILE_P; l_++)                                      \
+        _Pragma("unroll") for (int v_ = 0; v_ < NV; v_++) acc[l_][v_] = (vec_t)(0.0f);
 /* One step of the product: the TILE_O values at wr (as vectors) times each lane's scalar
  * lane[l][at], into acc. */
 #define TILE_MADD(acc, wr, lane, at)                                                           \
@@ -345,12 +353,7 @@ __kernel void conv_tile_dw(const __global float *restrict xp, ulong xp_off,
         const int ic = k / taps, tt = k - ic * taps, kh = tt / KW, kw = tt - kh * KW;
         kl[l] = (ulong)(g * d.s0 + ic) * hpwp + (ulong)(kh * DH) * d.s5 + kw * DW;
     }
-    vec_t acc[TILE_P][NV];
-#pragma unroll
-    for (int l = 0; l < TILE_P; l++)
-#pragma unroll
-        for (int v = 0; v < NV; v++)
-            acc[l][v] = (vec_t)(0.0f);
+    TILE_ACC_ZERO(acc)
     const uint ohw = (uint)(d.s6 * d.s7), n0 = c * chunk, n1 = min(nimg, n0 + chunk);
     const __global float *dp = dyt + ((ulong)g * nimg * ohw + (ulong)n0 * ohw) * d.s2 + o0;
     for (uint n = n0; n < n1; n++) {
@@ -383,6 +386,63 @@ __kernel void conv_tile_dw(const __global float *restrict xp, ulong xp_off,
         for (int o = 0; o < nvalid; o++)
             dw[base + (ulong)l + (ulong)o * nk] = v[o];
     }
+}
+
+/* First and last + 1 output index o in [0, n) whose input index o*s - a lies in [0, len). */
+int2 edge_range(int a, int s, int len, int n) {
+    const int lo = a <= 0 ? 0 : (a + s - 1) / s;
+    const int hi = len - 1 + a < 0 ? 0 : min(n, (len - 1 + a) / s + 1);
+    return (int2)(lo, max(lo, hi));
+}
+
+/* dw as conv_tile_dw, with block rows (ic0 + l, kh, kw): q = tap * ceil(IC/TILE_P) + channel
+ * tile; lanes past the last channel repeat it and are not stored. x unpadded; d: as
+ * conv_tile_dw but s4 H, s5 W; e: s0 PT, s1 PL.
+ * Grid: {KH*KW * ceil(IC / TILE_P), OPAD/TILE_O * groups, chunks}. */
+__kernel void conv_tile_dw_edge(const __global float *restrict x, ulong x_off,
+                                const __global float *restrict dyt, __global float *restrict dw,
+                                ulong dw_off, ulong part_stride, const int8 d, const int2 e,
+                                uint nimg, uint chunk) {
+    const int q = (int)get_global_id(0), z = (int)get_global_id(1);
+    const uint c = (uint)get_global_id(2);
+    const int notile = d.s2 / TILE_O, taps = KH * KW, nct = (d.s0 + TILE_P - 1) / TILE_P;
+    if (q >= nct * taps || z >= notile * d.s3 || c * chunk >= nimg)
+        return;
+    const int tap = q / nct, ic0 = (q - tap * nct) * TILE_P, kh = tap / KW, kw = tap - kh * KW;
+    const int g = z / notile, o0 = (z - g * notile) * TILE_O;
+    const ulong hw = (ulong)d.s4 * (ulong)d.s5;
+    const int icall = d.s0 * d.s3;
+    /* output rows [r.x, r.y) and columns [s.x, s.y) whose tap lands inside x */
+    const int a = e.s0 - kh * DH, b = e.s1 - kw * DW;
+    const int2 r = edge_range(a, SH, d.s4, d.s6), s = edge_range(b, SW, d.s5, d.s7);
+    ulong xl[TILE_P];
+#pragma unroll
+    for (int l = 0; l < TILE_P; l++)
+        xl[l] = (ulong)(g * d.s0 + min(ic0 + l, d.s0 - 1)) * hw;
+    TILE_ACC_ZERO(acc)
+    const uint ohw = (uint)(d.s6 * d.s7), n0 = c * chunk, n1 = min(nimg, n0 + chunk);
+    for (uint n = n0; n < n1; n++) {
+        const __global float *xn = x + x_off + (ulong)n * icall * hw;
+        for (int oh = r.x; oh < r.y; oh++) {
+            const ulong row = (ulong)(oh * SH - a) * d.s5 + (ulong)(s.x * SW - b);
+            const __global float *xq[TILE_P];
+#pragma unroll
+            for (int l = 0; l < TILE_P; l++)
+                xq[l] = xn + xl[l] + row;
+            const __global float *dp =
+                dyt + (((ulong)g * nimg + n) * ohw + (ulong)oh * d.s7 + s.x) * d.s2 + o0;
+            for (int ow = 0; ow < s.y - s.x; ow++) {
+                TILE_MADD(acc, dp, xq, ow * SW);
+                dp += d.s2;
+            }
+        }
+    }
+    const int nvalid = min(TILE_O, d.s1 - o0), nrows = min(TILE_P, d.s0 - ic0);
+    const ulong base = dw_off + c * part_stride + ((ulong)(g * d.s1 + o0) * d.s0 + ic0) * taps + tap;
+    TILE_ACC_STORE(acc, v)
+    for (int l = 0; l < nrows; l++)
+        for (int o = 0; o < nvalid; o++)
+            dw[base + (ulong)l * taps + (ulong)o * d.s0 * taps] = v[l][o];
 }
 
 /* y[i] = sum over c < parts of x[c*n + i], in chunk order (deterministic). Grid: {n}. */

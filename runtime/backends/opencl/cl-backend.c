@@ -180,6 +180,8 @@ const kiln_op_variant kiln_cl_variants[] = {
     {KILN_OP_CONV2D, kiln_cl_conv2d_edge, kiln_cl_supports_conv2d_edge, "opencl-edge"},
     {KILN_OP_CONV2D_BWD_DATA, kiln_cl_conv2d_bwd_data_edge, kiln_cl_supports_conv2d_bwd_data_edge,
      "opencl-edge"},
+    {KILN_OP_CONV2D_BWD_FILTER, kiln_cl_conv2d_bwd_filter_edge,
+     kiln_cl_supports_conv2d_bwd_filter_edge, "opencl-edge"},
     {KILN_OP_NONE, NULL, NULL, NULL},
 };
 

@@ -1,7 +1,7 @@
 /* The opencl backend's tiled convolutions for CPU devices (kernels/conv-tile.cl): forward,
  * backward data (stride 1: a forward convolution of the padded dy with the flipped,
  * transposed weights) and backward filter, none of them materialising a column matrix. The
- * forward and backward-data products also come in the edge form (conv_tile_edge), whose tiles
+ * three passes also come in the edge form (conv_tile_edge, conv_tile_dw_edge), whose tiles
  * skip the taps that fall in the padding: auto weighs it where that is a tenth of the taps or
  * more (the small maps of deep layers), KILN_TUNE_CONV=EDGE=1 forces it.
  *
@@ -263,7 +263,7 @@ kiln_status kiln_cl_conv_tile_edge_worth(kiln_backend_t be, const kiln_cl_conv_g
     *worth = 0;
     int fits = 0;
     kiln_status st = kiln_cl_conv_tile_fits(be, g, pass, &fits);
-    if (st || !fits || pass == KILN_CL_TILE_BACKWARD_FILTER) return st;
+    if (st || !fits) return st;
     tile_geom t = pass == KILN_CL_TILE_BACKWARD_DATA ? backward_geom(g) : forward_geom(g);
     *worth = forced || inside_fraction(&t) <= 0.9;
     return KILN_OK;
@@ -290,7 +290,7 @@ kiln_status kiln_cl_conv_tile_backward_data(kiln_backend_t be, const kiln_cl_con
 #define DW_CHUNK_BYTES ((size_t)256 << 10)
 
 kiln_status kiln_cl_conv_tile_backward_filter(kiln_backend_t be, const kiln_cl_conv_geom *g,
-                                              const kiln_tensor *x, const kiln_tensor *dy,
+                                              int edge, const kiln_tensor *x, const kiln_tensor *dy,
                                               kiln_tensor *dw) {
     kiln_cl_ctx *cl = kiln_cl(be);
     tile_geom t = forward_geom(g);
@@ -307,12 +307,13 @@ kiln_status kiln_cl_conv_tile_backward_filter(kiln_backend_t be, const kiln_cl_c
     const size_t dw_elems = t.groups * t.oc * nk;
     const size_t dyt_elems = round_up(t.groups * npix * t.opad, 16);
     const size_t part_elems = nchunks > 1 ? round_up(nchunks * dw_elems, 16) : 0;
-    cl_mem buf, in;
-    size_t in_off;
-    st = kiln_cl_get_scratch(cl, (dyt_elems + part_elems + padded_elems(&t)) * sizeof(float), &buf);
+    cl_mem buf, in = kiln_cl_mem(x);
+    size_t in_off = kiln_cl_off(x);
+    st = kiln_cl_get_scratch(
+        cl, (dyt_elems + part_elems + (edge ? 0 : padded_elems(&t))) * sizeof(float), &buf);
     if (st) return st;
-    if ((st = pad(be, &t, kiln_cl_mem(x), kiln_cl_off(x), buf, dyt_elems + part_elems, &in,
-                  &in_off)))
+    if (!edge && (st = pad(be, &t, kiln_cl_mem(x), kiln_cl_off(x), buf, dyt_elems + part_elems, &in,
+                           &in_off)))
         return st;
 
     cl_kernel k;
@@ -331,14 +332,26 @@ kiln_status kiln_cl_conv_tile_backward_filter(kiln_backend_t be, const kiln_cl_c
     /* One chunk writes dw directly; several write partial sums that conv_tile_sum adds. */
     cl_mem out = nchunks > 1 ? buf : dwm;
     cl_ulong out_off = nchunks > 1 ? dyt_elems : kiln_cl_off(dw), part_stride = dw_elems;
-    if ((st = kernel(be, &t, "conv_tile_dw", &k)) ||
-        (st = kiln_cl_args(k, "conv_tile_dw", 9, sizeof in, &in, sizeof io, &io, sizeof buf, &buf,
-                           sizeof out, &out, sizeof out_off, &out_off, sizeof part_stride,
-                           &part_stride, sizeof d, &d, sizeof nimg, &nimg, sizeof ch, &ch)))
-        return st;
-    size_t gd[3] = {(nk + TILE_P - 1) / TILE_P, t.opad / TILE_O * t.groups, nchunks},
-           ld[3] = {1, 1, 1};
-    if ((st = kiln_cl_launch(cl, k, "conv_tile_dw", 3, gd, ld)) || nchunks == 1) return st;
+    const char *name = edge ? "conv_tile_dw_edge" : "conv_tile_dw";
+    if ((st = kernel(be, &t, name, &k))) return st;
+    /* edge: blocks of TILE_P input channels at one tap, on the unpadded x */
+    size_t rows = edge ? (t.ic + TILE_P - 1) / TILE_P * (size_t)t.kh * (size_t)t.kw
+                       : (nk + TILE_P - 1) / TILE_P;
+    if (edge) {
+        d.s[4] = (cl_int)t.h;
+        d.s[5] = (cl_int)t.w;
+        cl_int2 e = {{(cl_int)t.pt, (cl_int)t.pl}};
+        st = kiln_cl_args(k, name, 10, sizeof in, &in, sizeof io, &io, sizeof buf, &buf, sizeof out,
+                          &out, sizeof out_off, &out_off, sizeof part_stride, &part_stride,
+                          sizeof d, &d, sizeof e, &e, sizeof nimg, &nimg, sizeof ch, &ch);
+    } else {
+        st = kiln_cl_args(k, name, 9, sizeof in, &in, sizeof io, &io, sizeof buf, &buf, sizeof out,
+                          &out, sizeof out_off, &out_off, sizeof part_stride, &part_stride,
+                          sizeof d, &d, sizeof nimg, &nimg, sizeof ch, &ch);
+    }
+    if (st) return st;
+    size_t gd[3] = {rows, t.opad / TILE_O * t.groups, nchunks}, ld[3] = {1, 1, 1};
+    if ((st = kiln_cl_launch(cl, k, name, 3, gd, ld)) || nchunks == 1) return st;
     cl_ulong dwo = kiln_cl_off(dw), po = dyt_elems;
     cl_uint n = (cl_uint)dw_elems, parts = (cl_uint)nchunks;
     if ((st = kernel(be, &t, "conv_tile_sum", &k)) ||
@@ -357,6 +370,8 @@ static int edge_supports(kiln_backend_t be, const kiln_tensor *dst, int pass) {
     kiln_cl_conv_geom g;
     if (pass == KILN_CL_TILE_BACKWARD_DATA)
         kiln_cl_conv_decode(dst, dst, dst->src[1], dst->src[0], &g);
+    else if (pass == KILN_CL_TILE_BACKWARD_FILTER)
+        kiln_cl_conv_decode(dst, dst->src[0], dst, dst->src[1], &g);
     else
         kiln_cl_conv_decode(dst, dst->src[0], dst->src[1], dst, &g);
     int worth = 0;
@@ -383,4 +398,16 @@ kiln_status kiln_cl_conv2d_bwd_data_edge(kiln_backend_t be, kiln_tensor *dst) {
     kiln_cl_conv_decode(dst, dst, dst->src[1], dst->src[0], &g);
     if (!g.n) return KILN_OK;
     return kiln_cl_conv_tile_backward_data(be, &g, 1, dst->src[0], dst->src[1], dst);
+}
+
+int kiln_cl_supports_conv2d_bwd_filter_edge(kiln_backend_t be, const kiln_tensor *dst) {
+    return edge_supports(be, dst, KILN_CL_TILE_BACKWARD_FILTER);
+}
+
+kiln_status kiln_cl_conv2d_bwd_filter_edge(kiln_backend_t be, kiln_tensor *dst) {
+    kiln_cl_conv_geom g;
+    kiln_cl_conv_decode(dst, dst->src[0], dst, dst->src[1], &g);
+    /* No images: dW is zero, which the backend's own op writes. */
+    if (!g.n) return kiln_cl_conv2d_bwd_filter(be, dst);
+    return kiln_cl_conv_tile_backward_filter(be, &g, 1, dst->src[0], dst->src[1], dst);
 }

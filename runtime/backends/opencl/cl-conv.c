@@ -281,9 +281,13 @@ kiln_status kiln_cl_conv2d_bwd_filter(kiln_backend_t be, kiln_tensor *dst) {
     if (tn.winograd > 0 && kiln_cl_winograd_applies(&g, 0))
         return kiln_cl_winograd_backward_filter(be, &g, x, dy, dst);
     int fits = 0;
+    if (tn.edge > 0 &&
+        (st = kiln_cl_conv_tile_edge_worth(be, &g, KILN_CL_TILE_BACKWARD_FILTER, 1, &fits)))
+        return st;
+    if (fits) return kiln_cl_conv_tile_backward_filter(be, &g, 1, x, dy, dst);
     if (tn.tile && (st = kiln_cl_conv_tile_fits(be, &g, KILN_CL_TILE_BACKWARD_FILTER, &fits)))
         return st;
-    if (fits) return kiln_cl_conv_tile_backward_filter(be, &g, x, dy, dst);
+    if (fits) return kiln_cl_conv_tile_backward_filter(be, &g, 0, x, dy, dst);
     workspace ws;
     int pointwise = is_pointwise(&g);
     if ((st = workspace_init(be, &g, !pointwise || g.n > 1, g.o * g.k, &ws))) return st;

@@ -46,7 +46,7 @@ typedef struct {
     int winograd; /* -1: where auto measures it faster; 0: never; the output block, 2 (F(2x2),
                      WINOGRAD=1) or 4 (F(4x4), the backward filter F(2x2)): wherever it applies */
     int edge;     /* the tiled form's edge tiles: -1 where auto measures them faster; 0: never;
-                     1: wherever the tiled form runs the forward or backward-data pass */
+                     1: wherever the tiled form runs */
 } kiln_cl_conv_tune;
 kiln_status kiln_cl_conv_tune_get(kiln_backend_t be, kiln_cl_conv_tune *t);
 /* Winograd F(2x2, 3x3) and F(4x4, 3x3) (cl-conv-winograd.c, kernels/winograd.cl): 3x3, stride 1,
@@ -80,10 +80,10 @@ enum { KILN_CL_TILE_FORWARD, KILN_CL_TILE_BACKWARD_DATA, KILN_CL_TILE_BACKWARD_F
 kiln_status kiln_cl_conv_tile_fits(kiln_backend_t be, const kiln_cl_conv_geom *g, int pass,
                                    int *fits);
 /* *worth = whether the edge form (tiles that skip the taps in the padding) can run this pass
-   (forward or backward data) and, unless `forced`, skips a tenth of the taps or more. */
+   and, unless `forced`, skips a tenth of the taps or more. */
 kiln_status kiln_cl_conv_tile_edge_worth(kiln_backend_t be, const kiln_cl_conv_geom *g, int pass,
                                          int forced, int *worth);
-/* The forward and backward-data passes; `edge`: in the edge form. */
+/* The three passes; `edge`: in the edge form. */
 kiln_status kiln_cl_conv_tile_forward(kiln_backend_t be, const kiln_cl_conv_geom *g, int edge,
                                       const kiln_tensor *x, const kiln_tensor *w,
                                       const kiln_tensor *bias, kiln_tensor *y);
@@ -95,8 +95,10 @@ int kiln_cl_supports_conv2d_edge(kiln_backend_t be, const kiln_tensor *dst);
 int kiln_cl_supports_conv2d_bwd_data_edge(kiln_backend_t be, const kiln_tensor *dst);
 kiln_status kiln_cl_conv2d_edge(kiln_backend_t be, kiln_tensor *dst);
 kiln_status kiln_cl_conv2d_bwd_data_edge(kiln_backend_t be, kiln_tensor *dst);
+int kiln_cl_supports_conv2d_bwd_filter_edge(kiln_backend_t be, const kiln_tensor *dst);
+kiln_status kiln_cl_conv2d_bwd_filter_edge(kiln_backend_t be, kiln_tensor *dst);
 kiln_status kiln_cl_conv_tile_backward_filter(kiln_backend_t be, const kiln_cl_conv_geom *g,
-                                              const kiln_tensor *x, const kiln_tensor *dy,
+                                              int edge, const kiln_tensor *x, const kiln_tensor *dy,
                                               kiln_tensor *dw);
 
 /* clblast backend: the ops CLBlast has routines for (clblast-<family>.c). */
