@@ -362,11 +362,12 @@ kiln_status kiln_cl_conv_tile_backward_filter(kiln_backend_t be, const kiln_cl_c
     return kiln_cl_launch(cl, k, "conv_tile_sum", 1, &gs, &ls);
 }
 
-/* The edge form as a candidate of auto: where it runs and skips a tenth of the taps or more,
-   and not switched off by EDGE=0. */
+/* The edge form as a candidate of auto: with the CPU forms (like conv_tile, one work-item per
+   tile: no GPU would run it well), where it runs and skips a tenth of the taps or more, and
+   not switched off by EDGE=0. */
 static int edge_supports(kiln_backend_t be, const kiln_tensor *dst, int pass) {
     kiln_cl_conv_tune tn;
-    if (kiln_cl_conv_tune_get(be, &tn) || !tn.edge) return 0;
+    if (kiln_cl_conv_tune_get(be, &tn) || !tn.edge || !tn.tile) return 0;
     kiln_cl_conv_geom g;
     if (pass == KILN_CL_TILE_BACKWARD_DATA)
         kiln_cl_conv_decode(dst, dst, dst->src[1], dst->src[0], &g);
