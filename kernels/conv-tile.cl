@@ -238,6 +238,13 @@ __kernel void conv_tile(const __global float *restrict xp, ulong xp_off,
         conv_tile_one(xp, xp_off, wp, wp_off, y, y_off, d, npix, t, g, o0);
 }
 
+/* First and last + 1 output index o in [0, n) whose input index o*s - a lies in [0, len). */
+int2 edge_range(int a, int s, int len, int n) {
+    const int lo = a <= 0 ? 0 : (a + s - 1) / s;
+    const int hi = len - 1 + a < 0 ? 0 : min(n, (len - 1 + a) / s + 1);
+    return (int2)(lo, max(lo, hi));
+}
+
 /* One position-major tile of conv_tile_edge: images n0 .. n0+TILE_P-1 (lanes past the last
  * image repeat it and are not stored) at output position pos. x[N][IC*G][H][W] unpadded;
  * d: as conv_tile but s4 H, s5 W; e: s0 N, s1 PT, s2 PL, s3 tiles per position. */
@@ -259,17 +266,8 @@ void conv_tile_edge_one(const __global float *restrict x, ulong x_off,
     /* The taps inside the input form a rectangle [kh0, kh1) x [kw0, kw1). Channel by channel
      * (the lanes' planes stay in L1 across the taps) over that rectangle only. */
     const int ih0 = oh * SH - e.s1, iw0 = ow * SW - e.s2;
-    int kh0 = KH, kh1 = 0, kw0 = KW, kw1 = 0;
-    for (int k = KH - 1; k >= 0; k--)
-        if (ih0 + k * DH >= 0 && ih0 + k * DH < d.s4) {
-            kh0 = k;
-            kh1 = max(kh1, k + 1);
-        }
-    for (int k = KW - 1; k >= 0; k--)
-        if (iw0 + k * DW >= 0 && iw0 + k * DW < d.s5) {
-            kw0 = k;
-            kw1 = max(kw1, k + 1);
-        }
+    const int2 rh = edge_range(-ih0, DH, d.s4, KH), rw = edge_range(-iw0, DW, d.s5, KW);
+    const int kh0 = rh.x, kh1 = rh.y, kw0 = rw.x, kw1 = rw.y;
     const __global float *wk = wp + wp_off + (ulong)g * d.s0 * taps * d.s2 + o0;
     ulong at = (ulong)(ih0 + kh0 * DH) * d.s5 + (iw0 + kw0 * DW);
     for (int ic = 0; ic < d.s0; ic++) {
@@ -297,11 +295,12 @@ void conv_tile_edge_one(const __global float *restrict x, ulong x_off,
 }
 
 /* As conv_tile over position-major tiles: work-item (i, z) takes tiles [i*per, (i+1)*per) of
- * the ntiles = OH*OW * e.s3 tiles of output-channel tile z. */
+ * the ntiles = OH*OW * e.s3 tiles of output-channel tile z. e last: the arguments before it
+ * are conv_tile's. */
 __kernel void conv_tile_edge(const __global float *restrict x, ulong x_off,
                              const __global float *restrict wp, ulong wp_off,
-                             __global float *restrict y, ulong y_off, const int8 d, const int4 e,
-                             uint ntiles, uint per) {
+                             __global float *restrict y, ulong y_off, const int8 d, uint ntiles,
+                             uint per, const int4 e) {
     const uint i = (uint)get_global_id(0);
     const int z = (int)get_global_id(1), notile = d.s2 / TILE_O;
     if (z >= notile * d.s3)
@@ -388,21 +387,15 @@ __kernel void conv_tile_dw(const __global float *restrict xp, ulong xp_off,
     }
 }
 
-/* First and last + 1 output index o in [0, n) whose input index o*s - a lies in [0, len). */
-int2 edge_range(int a, int s, int len, int n) {
-    const int lo = a <= 0 ? 0 : (a + s - 1) / s;
-    const int hi = len - 1 + a < 0 ? 0 : min(n, (len - 1 + a) / s + 1);
-    return (int2)(lo, max(lo, hi));
-}
-
 /* dw as conv_tile_dw, with block rows (ic0 + l, kh, kw): q = tap * ceil(IC/TILE_P) + channel
  * tile; lanes past the last channel repeat it and are not stored. x unpadded; d: as
- * conv_tile_dw but s4 H, s5 W; e: s0 PT, s1 PL.
+ * conv_tile_dw but s4 H, s5 W; e (last: the arguments before it are conv_tile_dw's): s0 PT,
+ * s1 PL.
  * Grid: {KH*KW * ceil(IC / TILE_P), OPAD/TILE_O * groups, chunks}. */
 __kernel void conv_tile_dw_edge(const __global float *restrict x, ulong x_off,
                                 const __global float *restrict dyt, __global float *restrict dw,
-                                ulong dw_off, ulong part_stride, const int8 d, const int2 e,
-                                uint nimg, uint chunk) {
+                                ulong dw_off, ulong part_stride, const int8 d, uint nimg,
+                                uint chunk, const int2 e) {
     const int q = (int)get_global_id(0), z = (int)get_global_id(1);
     const uint c = (uint)get_global_id(2);
     const int notile = d.s2 / TILE_O, taps = KH * KW, nct = (d.s0 + TILE_P - 1) / TILE_P;

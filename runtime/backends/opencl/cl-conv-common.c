@@ -37,6 +37,16 @@ void kiln_cl_conv_decode(const kiln_tensor *dst, const kiln_tensor *x, const kil
     g->ohw = g->oh * g->ow;
 }
 
+void kiln_cl_conv_decode_pass(const kiln_tensor *dst, int pass, kiln_cl_conv_geom *g) {
+    const kiln_tensor *a = dst->src[0], *b = dst->src[1];
+    if (pass == KILN_CL_TILE_BACKWARD_DATA) /* dx from dy (src 0) and w (src 1) */
+        kiln_cl_conv_decode(dst, dst, b, a, g);
+    else if (pass == KILN_CL_TILE_BACKWARD_FILTER) /* dw from x (src 0) and dy (src 1) */
+        kiln_cl_conv_decode(dst, a, dst, b, g);
+    else
+        kiln_cl_conv_decode(dst, a, b, dst, g);
+}
+
 kiln_status kiln_cl_conv_gemm(kiln_backend_t be, int ta, int tb, size_t m, size_t n, size_t k,
                               size_t batch, float beta, kiln_cl_mat a, kiln_cl_mat b,
                               kiln_cl_mat c) {

@@ -215,19 +215,16 @@ static kiln_status run_tile(kiln_backend_t be, const tile_geom *t, const kiln_cl
     cl_ulong io = in_off, yo = y_off;
     const char *name = edge ? "conv_tile_edge" : "conv_tile";
     if ((st = kernel(be, t, name, &k))) return st;
+    /* edge: the unpadded planes, and one more argument (last) */
     if (edge) {
         d.s[4] = (cl_int)t->h;
         d.s[5] = (cl_int)t->w;
-        cl_int4 e = {{(cl_int)t->n, (cl_int)t->pt, (cl_int)t->pl, (cl_int)tpp}};
-        st = kiln_cl_args(k, name, 10, sizeof in, &in, sizeof io, &io, sizeof buf, &buf,
-                          sizeof zero, &zero, sizeof y, &y, sizeof yo, &yo, sizeof d, &d, sizeof e,
-                          &e, sizeof count, &count, sizeof u_per, &u_per);
-    } else {
-        st = kiln_cl_args(k, name, 9, sizeof in, &in, sizeof io, &io, sizeof buf, &buf, sizeof zero,
-                          &zero, sizeof y, &y, sizeof yo, &yo, sizeof d, &d, sizeof count, &count,
-                          sizeof u_per, &u_per);
     }
-    if (st) return st;
+    cl_int4 e = {{(cl_int)t->n, (cl_int)t->pt, (cl_int)t->pl, (cl_int)tpp}};
+    if ((st = kiln_cl_args(k, name, edge ? 10 : 9, sizeof in, &in, sizeof io, &io, sizeof buf, &buf,
+                           sizeof zero, &zero, sizeof y, &y, sizeof yo, &yo, sizeof d, &d,
+                           sizeof count, &count, sizeof u_per, &u_per, sizeof e, &e)))
+        return st;
     size_t gc[2] = {(tiles + per - 1) / per, otiles}, lc[2] = {1, 1};
     return kiln_cl_launch(cl, k, name, 2, gc, lc);
 }
@@ -258,15 +255,14 @@ kiln_status kiln_cl_conv_tile_fits(kiln_backend_t be, const kiln_cl_conv_geom *g
     return KILN_OK;
 }
 
-kiln_status kiln_cl_conv_tile_edge_worth(kiln_backend_t be, const kiln_cl_conv_geom *g, int pass,
-                                         int forced, int *worth) {
-    *worth = 0;
+kiln_status kiln_cl_conv_tile_form(kiln_backend_t be, const kiln_cl_conv_geom *g, int pass,
+                                   const kiln_cl_conv_tune *tn, int *form) {
+    *form = -1;
     int fits = 0;
-    kiln_status st = kiln_cl_conv_tile_fits(be, g, pass, &fits);
-    if (st || !fits) return st;
-    tile_geom t = pass == KILN_CL_TILE_BACKWARD_DATA ? backward_geom(g) : forward_geom(g);
-    *worth = forced || inside_fraction(&t) <= 0.9;
-    return KILN_OK;
+    kiln_status st =
+        tn->tile || tn->edge > 0 ? kiln_cl_conv_tile_fits(be, g, pass, &fits) : KILN_OK;
+    if (!st && fits) *form = tn->edge > 0 ? 1 : tn->tile ? 0 : -1;
+    return st;
 }
 
 kiln_status kiln_cl_conv_tile_forward(kiln_backend_t be, const kiln_cl_conv_geom *g, int edge,
@@ -340,16 +336,13 @@ kiln_status kiln_cl_conv_tile_backward_filter(kiln_backend_t be, const kiln_cl_c
     if (edge) {
         d.s[4] = (cl_int)t.h;
         d.s[5] = (cl_int)t.w;
-        cl_int2 e = {{(cl_int)t.pt, (cl_int)t.pl}};
-        st = kiln_cl_args(k, name, 10, sizeof in, &in, sizeof io, &io, sizeof buf, &buf, sizeof out,
-                          &out, sizeof out_off, &out_off, sizeof part_stride, &part_stride,
-                          sizeof d, &d, sizeof e, &e, sizeof nimg, &nimg, sizeof ch, &ch);
-    } else {
-        st = kiln_cl_args(k, name, 9, sizeof in, &in, sizeof io, &io, sizeof buf, &buf, sizeof out,
-                          &out, sizeof out_off, &out_off, sizeof part_stride, &part_stride,
-                          sizeof d, &d, sizeof nimg, &nimg, sizeof ch, &ch);
     }
-    if (st) return st;
+    cl_int2 e = {{(cl_int)t.pt, (cl_int)t.pl}};
+    if ((st = kiln_cl_args(k, name, edge ? 10 : 9, sizeof in, &in, sizeof io, &io, sizeof buf, &buf,
+                           sizeof out, &out, sizeof out_off, &out_off, sizeof part_stride,
+                           &part_stride, sizeof d, &d, sizeof nimg, &nimg, sizeof ch, &ch, sizeof e,
+                           &e)))
+        return st;
     size_t gd[3] = {rows, t.opad / TILE_O * t.groups, nchunks}, ld[3] = {1, 1, 1};
     if ((st = kiln_cl_launch(cl, k, name, 3, gd, ld)) || nchunks == 1) return st;
     cl_ulong dwo = kiln_cl_off(dw), po = dyt_elems;
@@ -369,14 +362,11 @@ static int edge_supports(kiln_backend_t be, const kiln_tensor *dst, int pass) {
     kiln_cl_conv_tune tn;
     if (kiln_cl_conv_tune_get(be, &tn) || !tn.edge || !tn.tile) return 0;
     kiln_cl_conv_geom g;
-    if (pass == KILN_CL_TILE_BACKWARD_DATA)
-        kiln_cl_conv_decode(dst, dst, dst->src[1], dst->src[0], &g);
-    else if (pass == KILN_CL_TILE_BACKWARD_FILTER)
-        kiln_cl_conv_decode(dst, dst->src[0], dst, dst->src[1], &g);
-    else
-        kiln_cl_conv_decode(dst, dst->src[0], dst->src[1], dst, &g);
-    int worth = 0;
-    return g.n && !kiln_cl_conv_tile_edge_worth(be, &g, pass, 0, &worth) && worth;
+    kiln_cl_conv_decode_pass(dst, pass, &g);
+    int fits = 0;
+    if (!g.n || kiln_cl_conv_tile_fits(be, &g, pass, &fits) || !fits) return 0;
+    tile_geom t = pass == KILN_CL_TILE_BACKWARD_DATA ? backward_geom(&g) : forward_geom(&g);
+    return inside_fraction(&t) <= 0.9;
 }
 
 int kiln_cl_supports_conv2d_edge(kiln_backend_t be, const kiln_tensor *dst) {
@@ -389,14 +379,14 @@ int kiln_cl_supports_conv2d_bwd_data_edge(kiln_backend_t be, const kiln_tensor *
 
 kiln_status kiln_cl_conv2d_edge(kiln_backend_t be, kiln_tensor *dst) {
     kiln_cl_conv_geom g;
-    kiln_cl_conv_decode(dst, dst->src[0], dst->src[1], dst, &g);
+    kiln_cl_conv_decode_pass(dst, KILN_CL_TILE_FORWARD, &g);
     if (!g.n) return KILN_OK;
     return kiln_cl_conv_tile_forward(be, &g, 1, dst->src[0], dst->src[1], dst->src[2], dst);
 }
 
 kiln_status kiln_cl_conv2d_bwd_data_edge(kiln_backend_t be, kiln_tensor *dst) {
     kiln_cl_conv_geom g;
-    kiln_cl_conv_decode(dst, dst, dst->src[1], dst->src[0], &g);
+    kiln_cl_conv_decode_pass(dst, KILN_CL_TILE_BACKWARD_DATA, &g);
     if (!g.n) return KILN_OK;
     return kiln_cl_conv_tile_backward_data(be, &g, 1, dst->src[0], dst->src[1], dst);
 }
@@ -407,7 +397,7 @@ int kiln_cl_supports_conv2d_bwd_filter_edge(kiln_backend_t be, const kiln_tensor
 
 kiln_status kiln_cl_conv2d_bwd_filter_edge(kiln_backend_t be, kiln_tensor *dst) {
     kiln_cl_conv_geom g;
-    kiln_cl_conv_decode(dst, dst->src[0], dst, dst->src[1], &g);
+    kiln_cl_conv_decode_pass(dst, KILN_CL_TILE_BACKWARD_FILTER, &g);
     /* No images: dW is zero, which the backend's own op writes. */
     if (!g.n) return kiln_cl_conv2d_bwd_filter(be, dst);
     return kiln_cl_conv_tile_backward_filter(be, &g, 1, dst->src[0], dst->src[1], dst);

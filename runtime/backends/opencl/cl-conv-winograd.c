@@ -210,37 +210,32 @@ static int supports(kiln_backend_t be, const kiln_tensor *dst, int pass) {
     kiln_cl_conv_tune tn;
     if (kiln_cl_conv_tune_get(be, &tn) || !tn.winograd) return 0;
     kiln_cl_conv_geom g;
-    if (pass == 1)
-        kiln_cl_conv_decode(dst, dst, dst->src[1], dst->src[0], &g);
-    else if (pass == 2)
-        kiln_cl_conv_decode(dst, dst->src[0], dst, dst->src[1], &g);
-    else
-        kiln_cl_conv_decode(dst, dst->src[0], dst->src[1], dst, &g);
-    return kiln_cl_winograd_applies(&g, pass == 1);
+    kiln_cl_conv_decode_pass(dst, pass, &g);
+    return kiln_cl_winograd_applies(&g, pass == KILN_CL_TILE_BACKWARD_DATA);
 }
 
 int kiln_cl_supports_conv2d_winograd(kiln_backend_t be, const kiln_tensor *dst) {
-    return supports(be, dst, 0);
+    return supports(be, dst, KILN_CL_TILE_FORWARD);
 }
 
 int kiln_cl_supports_conv2d_bwd_data_winograd(kiln_backend_t be, const kiln_tensor *dst) {
-    return supports(be, dst, 1);
+    return supports(be, dst, KILN_CL_TILE_BACKWARD_DATA);
 }
 
 int kiln_cl_supports_conv2d_bwd_filter_winograd(kiln_backend_t be, const kiln_tensor *dst) {
-    return supports(be, dst, 2);
+    return supports(be, dst, KILN_CL_TILE_BACKWARD_FILTER);
 }
 
 static kiln_status forward_op(kiln_backend_t be, kiln_tensor *dst, int m) {
     kiln_cl_conv_geom g;
-    kiln_cl_conv_decode(dst, dst->src[0], dst->src[1], dst, &g);
+    kiln_cl_conv_decode_pass(dst, KILN_CL_TILE_FORWARD, &g);
     if (!g.n) return KILN_OK;
     return kiln_cl_winograd_forward(be, &g, m, dst->src[0], dst->src[1], dst->src[2], dst);
 }
 
 static kiln_status bwd_data_op(kiln_backend_t be, kiln_tensor *dst, int m) {
     kiln_cl_conv_geom g;
-    kiln_cl_conv_decode(dst, dst, dst->src[1], dst->src[0], &g);
+    kiln_cl_conv_decode_pass(dst, KILN_CL_TILE_BACKWARD_DATA, &g);
     if (!g.n) return KILN_OK;
     return kiln_cl_winograd_backward_data(be, &g, m, dst->src[0], dst->src[1], dst);
 }
@@ -263,7 +258,7 @@ kiln_status kiln_cl_conv2d_bwd_data_winograd4(kiln_backend_t be, kiln_tensor *ds
 
 kiln_status kiln_cl_conv2d_bwd_filter_winograd(kiln_backend_t be, kiln_tensor *dst) {
     kiln_cl_conv_geom g;
-    kiln_cl_conv_decode(dst, dst->src[0], dst, dst->src[1], &g);
+    kiln_cl_conv_decode_pass(dst, KILN_CL_TILE_BACKWARD_FILTER, &g);
     /* No images: dW is zero, which the backend's own op writes. */
     if (!g.n) return kiln_cl_conv2d_bwd_filter(be, dst);
     return kiln_cl_winograd_backward_filter(be, &g, dst->src[0], dst->src[1], dst);

@@ -180,12 +180,9 @@ kiln_status kiln_cl_conv2d(kiln_backend_t be, kiln_tensor *dst) {
     if (tn.winograd > 0 && kiln_cl_winograd_applies(&g, 0))
         return kiln_cl_winograd_forward(be, &g, tn.winograd, x, w, bias, dst);
     if (g.cg <= tn.direct_max_c) return conv_direct(be, &g, x, w, bias, dst);
-    int fits = 0;
-    if (tn.edge > 0 && (st = kiln_cl_conv_tile_edge_worth(be, &g, KILN_CL_TILE_FORWARD, 1, &fits)))
-        return st;
-    if (fits) return kiln_cl_conv_tile_forward(be, &g, 1, x, w, bias, dst);
-    if (tn.tile && (st = kiln_cl_conv_tile_fits(be, &g, KILN_CL_TILE_FORWARD, &fits))) return st;
-    if (fits) return kiln_cl_conv_tile_forward(be, &g, 0, x, w, bias, dst);
+    int form;
+    if ((st = kiln_cl_conv_tile_form(be, &g, KILN_CL_TILE_FORWARD, &tn, &form))) return st;
+    if (form >= 0) return kiln_cl_conv_tile_forward(be, &g, form, x, w, bias, dst);
     workspace ws;
     int pointwise = is_pointwise(&g);
     if ((st = workspace_init(be, &g, !pointwise || g.n > 1, 0, &ws))) return st;
@@ -232,14 +229,9 @@ kiln_status kiln_cl_conv2d_bwd_data(kiln_backend_t be, kiln_tensor *dst) {
     if (st) return st;
     if (tn.winograd > 0 && kiln_cl_winograd_applies(&g, 1))
         return kiln_cl_winograd_backward_data(be, &g, tn.winograd, dy, w, dst);
-    int fits = 0;
-    if (tn.edge > 0 &&
-        (st = kiln_cl_conv_tile_edge_worth(be, &g, KILN_CL_TILE_BACKWARD_DATA, 1, &fits)))
-        return st;
-    if (fits) return kiln_cl_conv_tile_backward_data(be, &g, 1, dy, w, dst);
-    if (tn.tile && (st = kiln_cl_conv_tile_fits(be, &g, KILN_CL_TILE_BACKWARD_DATA, &fits)))
-        return st;
-    if (fits) return kiln_cl_conv_tile_backward_data(be, &g, 0, dy, w, dst);
+    int form;
+    if ((st = kiln_cl_conv_tile_form(be, &g, KILN_CL_TILE_BACKWARD_DATA, &tn, &form))) return st;
+    if (form >= 0) return kiln_cl_conv_tile_backward_data(be, &g, form, dy, w, dst);
     workspace ws;
     int pointwise = is_pointwise(&g);
     if ((st = workspace_init(be, &g, !pointwise || g.n > 1, 0, &ws))) return st;
@@ -280,14 +272,9 @@ kiln_status kiln_cl_conv2d_bwd_filter(kiln_backend_t be, kiln_tensor *dst) {
     if (st) return st;
     if (tn.winograd > 0 && kiln_cl_winograd_applies(&g, 0))
         return kiln_cl_winograd_backward_filter(be, &g, x, dy, dst);
-    int fits = 0;
-    if (tn.edge > 0 &&
-        (st = kiln_cl_conv_tile_edge_worth(be, &g, KILN_CL_TILE_BACKWARD_FILTER, 1, &fits)))
-        return st;
-    if (fits) return kiln_cl_conv_tile_backward_filter(be, &g, 1, x, dy, dst);
-    if (tn.tile && (st = kiln_cl_conv_tile_fits(be, &g, KILN_CL_TILE_BACKWARD_FILTER, &fits)))
-        return st;
-    if (fits) return kiln_cl_conv_tile_backward_filter(be, &g, 0, x, dy, dst);
+    int form;
+    if ((st = kiln_cl_conv_tile_form(be, &g, KILN_CL_TILE_BACKWARD_FILTER, &tn, &form))) return st;
+    if (form >= 0) return kiln_cl_conv_tile_backward_filter(be, &g, form, x, dy, dst);
     workspace ws;
     int pointwise = is_pointwise(&g);
     if ((st = workspace_init(be, &g, !pointwise || g.n > 1, g.o * g.k, &ws))) return st;

@@ -26,6 +26,11 @@ typedef struct kiln_cl_conv_geom {
 } kiln_cl_conv_geom;
 void kiln_cl_conv_decode(const kiln_tensor *dst, const kiln_tensor *x, const kiln_tensor *w,
                          const kiln_tensor *y, kiln_cl_conv_geom *g);
+/* A convolution's three passes (the tiled, edge and Winograd forms name them so). */
+enum { KILN_CL_TILE_FORWARD, KILN_CL_TILE_BACKWARD_DATA, KILN_CL_TILE_BACKWARD_FILTER };
+/* The geometry of the convolution that the pass's node dst computes (its sources in the
+   order of ops.def: x, w; dy, w; x, dy). */
+void kiln_cl_conv_decode_pass(const kiln_tensor *dst, int pass, kiln_cl_conv_geom *g);
 /* A matrix operand in elements: (batch x) rows x cols at mem[off + b*stride + r*ld + c]. */
 typedef struct {
     cl_mem mem;
@@ -74,15 +79,14 @@ kiln_status kiln_cl_winograd_backward_filter(kiln_backend_t be, const kiln_cl_co
 
 /* The tiled implicit-GEMM convolutions (cl-conv-tile.c, kernels/conv-tile.cl): whether a
    convolution fits them (backward data: stride 1 only), and the three passes. */
-enum { KILN_CL_TILE_FORWARD, KILN_CL_TILE_BACKWARD_DATA, KILN_CL_TILE_BACKWARD_FILTER };
 /* *fits = whether the tiled form can run this pass of g on this device (index ranges, stride,
    the device's loop limit). */
 kiln_status kiln_cl_conv_tile_fits(kiln_backend_t be, const kiln_cl_conv_geom *g, int pass,
                                    int *fits);
-/* *worth = whether the edge form (tiles that skip the taps in the padding) can run this pass
-   and, unless `forced`, skips a tenth of the taps or more. */
-kiln_status kiln_cl_conv_tile_edge_worth(kiln_backend_t be, const kiln_cl_conv_geom *g, int pass,
-                                         int forced, int *worth);
+/* *form = the tiled form that tn has this pass of g run: 1 the edge form (EDGE=1), 0 the
+   tiled one (TILE=1), -1 neither (it does not fit, or TILE=0). */
+kiln_status kiln_cl_conv_tile_form(kiln_backend_t be, const kiln_cl_conv_geom *g, int pass,
+                                   const kiln_cl_conv_tune *tn, int *form);
 /* The three passes; `edge`: in the edge form. */
 kiln_status kiln_cl_conv_tile_forward(kiln_backend_t be, const kiln_cl_conv_geom *g, int edge,
                                       const kiln_tensor *x, const kiln_tensor *w,
