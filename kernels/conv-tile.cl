@@ -5,8 +5,8 @@
  * of a narrow network that traffic, not arithmetic, sets the speed on a CPU. Here a
  * work-item owns a TILE_P x TILE_O block of the output (TILE_P output pixels, TILE_O output
  * channels held as vectors) and reads its inputs straight from a zero-padded copy of
- * the input: per kernel tap it loads TILE_P input values (broadcast) and TILE_O/16 weight
- * vectors for TILE_P * TILE_O / 16 vector multiply-adds, like kiln's GEMM kernel, with no
+ * the input: per kernel tap it loads TILE_P input values (broadcast) and TILE_O/VW weight
+ * vectors for TILE_P * TILE_O / VW vector multiply-adds, like kiln's GEMM kernel, with no
  * column matrix at all.
  *
  *   conv_tile_pad     xp = x with PT/PL rows/columns of zeros before and enough after that
@@ -33,7 +33,8 @@
  *                     channels at one tap, so the pixels whose tap lands inside x form one
  *                     rectangle, and the block sums over that rectangle only.
  *
- * Compile-time geometry (build options): KH, KW, SH, SW, DH, DW. OpenCL C 1.2. */
+ * Compile-time geometry (build options): KH, KW, SH, SW, DH, DW; the tile: TILE_P, TILE_O,
+ * VW. OpenCL C 1.2. */
 
 #ifndef KH
 #define KH 3
@@ -53,13 +54,22 @@
 #ifndef DW
 #define DW 1
 #endif
-/* Output pixels and output channels per work-item (8 x 32: 16 float16 accumulators). */
+/* Output pixels and output channels per work-item, and the vector width of the
+ * output-channel accumulators; the host picks them from the device's SIMD width so that the
+ * accumulators, a row of weights and a broadcast fit the vector registers (8 x 32 in float16
+ * for AVX-512's 32, 6 x 16 in float8 for AVX2's 16), and float4 vectors elsewhere
+ * (Oclgrind's checkers do not handle float16). */
+#ifndef TILE_P
 #define TILE_P 8
+#endif
+#ifndef TILE_O
 #define TILE_O 32
-/* Vector width of the output-channel accumulators: 16 (one AVX-512 register) on CPUs; the
- * host asks for narrower vectors elsewhere (Oclgrind's checkers do not handle float16). */
+#endif
 #ifndef VW
 #define VW 16
+#endif
+#if TILE_O % VW != 0
+#error "TILE_O must be a multiple of VW"
 #endif
 #define NV (TILE_O / VW)
 #define CAT_(a, b) a##b
@@ -211,11 +221,19 @@ void conv_tile_one(const __global float *restrict xp, ulong xp_off,
     TILE_ACC_STORE(acc, v)
     if (npx == TILE_P && yl[TILE_P - 1] - yl[0] == TILE_P - 1) {
         /* The usual case: the tile's pixels are consecutive in one image, so each output
-         * channel takes one 8-wide store. */
-        for (int o = 0; o < nvalid; o++)
+         * channel takes one TILE_P-wide store. */
+        for (int o = 0; o < nvalid; o++) {
+#if TILE_P == 8
             vstore8((float8)(v[0][o], v[1][o], v[2][o], v[3][o], v[4][o], v[5][o], v[6][o],
                              v[7][o]),
                     0, y + ybase + yl[0] + (ulong)o * ohw);
+#else
+            __global float *yo = y + ybase + yl[0] + (ulong)o * ohw;
+#pragma unroll
+            for (int l = 0; l < TILE_P; l++)
+                yo[l] = v[l][o];
+#endif
+        }
         return;
     }
     for (int l = 0; l < npx; l++)

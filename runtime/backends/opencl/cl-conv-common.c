@@ -80,36 +80,51 @@ kiln_status kiln_cl_conv_gemm(kiln_backend_t be, int ta, int tb, size_t m, size_
     return fn(be, &t[2]);
 }
 
-/* The algorithm choices: KILN_TUNE_CONV="DIRECT_MAX_C=n,TILE=0|1,WINOGRAD=0|1|4,EDGE=0|1"
-   over the defaults (the device type's; TILE follows KILN_KERNELS; Winograd and the tiled
-   form's edge tiles where auto measures them faster). */
+/* The algorithm choices: KILN_TUNE_CONV="DIRECT_MAX_C=n,TILE=0|1,WINOGRAD=0|1|4,EDGE=0|1,
+   TILE_P=p,TILE_O=o,VW=v" over the defaults (the device type's; TILE follows KILN_KERNELS;
+   Winograd and the tiled form's edge tiles where auto measures them faster; the tile's shape
+   from the device's SIMD width). */
 kiln_status kiln_cl_conv_tune_get(kiln_backend_t be, kiln_cl_conv_tune *t) {
     int cpu = be->device.type == KILN_DEVICE_CPU;
+    memset(t, 0, sizeof *t);
     t->direct_max_c = cpu ? KILN_CONV_DIRECT_MAX_C_CPU : KILN_CONV_DIRECT_MAX_C_GPU;
     t->tile = kiln_cl(be)->cpu_kernels;
     t->winograd = -1;
     t->edge = -1;
     const char *v = getenv("KILN_TUNE_CONV");
+    enum { DIRECT, TILE, WINO, EDGE, TP, TO, VW, NNAMES };
+    static const char *names[NNAMES] = {
+        "DIRECT_MAX_C=", "TILE=", "WINOGRAD=", "EDGE=", "TILE_P=", "TILE_O=", "VW="};
     for (const char *p = v; p && *p;) {
-        static const char *names[4] = {"DIRECT_MAX_C=", "TILE=", "WINOGRAD=", "EDGE="};
         int which = -1;
-        for (int i = 0; i < 4; i++)
+        for (int i = 0; i < NNAMES; i++)
             if (!strncmp(p, names[i], strlen(names[i]))) which = i;
         const char *num = which < 0 ? p : p + strlen(names[which]);
         char *end = NULL;
         unsigned long n = *num >= '0' && *num <= '9' ? strtoul(num, &end, 10) : 0;
-        if (which < 0 || !end || (*end && *end != ',') || ((which == 1 || which == 3) && n > 1) ||
-            (which == 2 && n > 1 && n != 4))
+        int bad = which < 0 || !end || (*end && *end != ',');
+        bad = bad || ((which == TILE || which == EDGE) && n > 1) ||
+              (which == WINO && n > 1 && n != 4) || (which == TP && (n < 1 || n > 16)) ||
+              (which == TO && (n < 1 || n > 64)) ||
+              (which == VW && n != 1 && n != 2 && n != 4 && n != 8 && n != 16);
+        if (bad)
             return kiln_error(KILN_INVALID_ARGUMENT,
                               "KILN_TUNE_CONV='%s' is not valid (names: DIRECT_MAX_C=n, TILE=0|1, "
-                              "WINOGRAD=0|1|4, EDGE=0|1)",
+                              "WINOGRAD=0|1|4, EDGE=0|1, TILE_P=1..16, TILE_O=1..64, "
+                              "VW=1|2|4|8|16)",
                               v);
-        if (which == 0)
+        if (which == DIRECT)
             t->direct_max_c = n;
-        else if (which == 1)
+        else if (which == TILE)
             t->tile = (int)n;
-        else if (which == 3)
+        else if (which == EDGE)
             t->edge = (int)n;
+        else if (which == TP)
+            t->tile_p = (int)n;
+        else if (which == TO)
+            t->tile_o = (int)n;
+        else if (which == VW)
+            t->vw = (int)n;
         else /* stored as the output block: WINOGRAD=1 is F(2x2) */
             t->winograd = n == 1 ? 2 : (int)n;
         p = *end ? end + 1 : end;

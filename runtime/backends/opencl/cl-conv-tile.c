@@ -12,8 +12,6 @@
 
 #include "cl-ops.h"
 
-#define TILE_P 8  /* conv-tile.cl */
-#define TILE_O 32 /* conv-tile.cl */
 /* conv_tile's work split: each work-item takes up to MAX_TILES_PER_ITEM tiles, keeping at
    least ITEMS_PER_CU work-items per compute unit. */
 #define ITEMS_PER_CU       64
@@ -25,20 +23,51 @@ typedef struct {
     size_t n, groups, ic, oc, opad, h, w, oh, ow, hp, wp;
     long pt, pl;
     int kh, kw, sh, sw, dh, dw;
+    size_t tp, to; /* the tile: TILE_P pixels (or rows) x TILE_O output channels */
+    int vw;        /* its vector width, VW */
 } tile_geom;
 
 static size_t round_up(size_t x, size_t to) {
     return (x + to - 1) / to * to;
 }
 
+/* The tile's shape from the device's SIMD width (the preferred float vector, as PoCL reports
+   it): the TILE_P x TILE_O/VW accumulators, TILE_O/VW weight vectors and a broadcast must fit
+   the vector registers. AVX-512 has 32: 8 x 32 in float16 takes 16 + 2 + 1. AVX2 (and SSE)
+   have 16, where that tile spills (3x slower steps on a 2-core Zen 3). There the filter
+   gradient takes 6 x 16 in float8 (12 + 2 + 1, as the GEMM's tile, cl-gemm-launch.c); the
+   forward form 4 x 16, whose TILE_P lane pointers also fit the general registers and whose
+   edge tiles divide the usual batches (vgg16n@32 forward and backward data on that Zen 3:
+   about 0.8x the time of 6 x 16). Devices without the CPU forms' SIMD mapping (Oclgrind) get
+   8 x 32 in float4, which only has to be right. KILN_TUNE_CONV's TILE_P, TILE_O and VW
+   override each (a TILE_O that is not a multiple of VW fails the kernel build with its
+   log). */
+static void tile_shape(kiln_backend_t be, int pass, tile_geom *t) {
+    unsigned pv = be->device.pref_vec_float;
+    if (be->device.type != KILN_DEVICE_CPU || pv < 4) {
+        t->tp = 8, t->to = 32, t->vw = 4;
+    } else if (pv >= 16) {
+        t->tp = 8, t->to = 32, t->vw = 16;
+    } else {
+        t->vw = pv >= 8 ? 8 : 4;
+        t->tp = pass == KILN_CL_TILE_BACKWARD_FILTER ? 6 : 4;
+        t->to = 2 * (size_t)t->vw;
+    }
+    kiln_cl_conv_tune tn;
+    if (kiln_cl_conv_tune_get(be, &tn)) return; /* reported where the choice is made */
+    if (tn.tile_p) t->tp = (size_t)tn.tile_p;
+    if (tn.tile_o) t->to = (size_t)tn.tile_o;
+    if (tn.vw) t->vw = tn.vw;
+}
+
 static void finish_geom(tile_geom *t) {
-    t->opad = round_up(t->oc, TILE_O);
+    t->opad = round_up(t->oc, t->to);
     t->hp = (t->oh - 1) * (size_t)t->sh + (size_t)(t->kh - 1) * (size_t)t->dh + 1;
     t->wp = (t->ow - 1) * (size_t)t->sw + (size_t)(t->kw - 1) * (size_t)t->dw + 1;
 }
 
-/* The forward (and filter-gradient) geometry of a convolution. */
-static tile_geom forward_geom(const kiln_cl_conv_geom *g) {
+/* The forward (or, for that pass, filter-gradient) geometry of a convolution. */
+static tile_geom forward_geom(kiln_backend_t be, const kiln_cl_conv_geom *g, int pass) {
     tile_geom t = {.n = g->n,
                    .groups = g->groups,
                    .ic = g->cg,
@@ -55,14 +84,15 @@ static tile_geom forward_geom(const kiln_cl_conv_geom *g) {
                    .sw = g->p.stride_w,
                    .dh = g->p.dil_h,
                    .dw = g->p.dil_w};
+    tile_shape(be, pass, &t);
     finish_geom(&t);
     return t;
 }
 
 /* Backward data of a stride-1 convolution as a forward one: dy (og channels, oh x ow) in,
    dx (cg channels, h x w) out, padded by dilation*(k-1) - pad before. */
-static tile_geom backward_geom(const kiln_cl_conv_geom *g) {
-    tile_geom t = forward_geom(g);
+static tile_geom backward_geom(kiln_backend_t be, const kiln_cl_conv_geom *g) {
+    tile_geom t = forward_geom(be, g, KILN_CL_TILE_BACKWARD_DATA);
     t.ic = g->og;
     t.oc = g->cg;
     t.h = g->oh;
@@ -78,12 +108,16 @@ static tile_geom backward_geom(const kiln_cl_conv_geom *g) {
 
 /* Loop iterations of one work-item, bounded as the GEMM's are (cl-gemm-launch.c): one per
    multiply-add lane of a tap or pixel step plus its loads, and the stores. */
-#define TILE_STEP_ITERS  ((size_t)TILE_P * TILE_O + TILE_P + TILE_O)
-#define TILE_FIXED_ITERS ((size_t)3 * TILE_P * TILE_O)
+static size_t step_iters(const tile_geom *t) {
+    return t->tp * t->to + t->tp + t->to;
+}
+
+static size_t fixed_iters(const tile_geom *t) {
+    return 3 * t->tp * t->to;
+}
 
 static size_t tile_item_iters(const tile_geom *t) {
-    return t->ic * (size_t)t->kh * (size_t)t->kw * TILE_STEP_ITERS + t->ic * TILE_P +
-           TILE_FIXED_ITERS;
+    return t->ic * (size_t)t->kh * (size_t)t->kw * step_iters(t) + t->ic * t->tp + fixed_iters(t);
 }
 
 static size_t pad_item_iters(const tile_geom *t) {
@@ -91,12 +125,10 @@ static size_t pad_item_iters(const tile_geom *t) {
 }
 
 static kiln_status kernel(kiln_backend_t be, const tile_geom *t, const char *name, cl_kernel *k) {
-    /* float16 accumulators fill AVX-512 registers; elsewhere (Oclgrind among them) the same
-       tiles use float4 vectors. */
-    int vw = be->device.type == KILN_DEVICE_CPU ? 16 : 4;
-    char opts[128];
-    snprintf(opts, sizeof opts, "-DKH=%d -DKW=%d -DSH=%d -DSW=%d -DDH=%d -DDW=%d -DVW=%d", t->kh,
-             t->kw, t->sh, t->sw, t->dh, t->dw, vw);
+    char opts[160];
+    snprintf(opts, sizeof opts,
+             "-DKH=%d -DKW=%d -DSH=%d -DSW=%d -DDH=%d -DDW=%d -DTILE_P=%zu -DTILE_O=%zu -DVW=%d",
+             t->kh, t->kw, t->sh, t->sw, t->dh, t->dw, t->tp, t->to, t->vw);
     return kiln_cl_get_kernel(kiln_cl(be), "conv-tile.cl", name, opts, k);
 }
 
@@ -201,14 +233,14 @@ static kiln_status run_tile(kiln_backend_t be, const tile_geom *t, const kiln_cl
                            sizeof bo, &bo, sizeof has, &has, sizeof buf, &buf, sizeof zero, &zero,
                            sizeof d, &d)))
         return st;
-    size_t gw[3] = {t->opad, t->ic * taps + 1, t->groups}, lw[3] = {TILE_O, 1, 1};
+    size_t gw[3] = {t->opad, t->ic * taps + 1, t->groups}, lw[3] = {t->to, 1, 1};
     if ((st = kiln_cl_launch(cl, k, "conv_tile_pack_w", 3, gw, lw))) return st;
 
     d = dims(t);
-    const size_t otiles = t->opad / TILE_O * t->groups, npix = t->n * t->oh * t->ow;
+    const size_t otiles = t->opad / t->to * t->groups, npix = t->n * t->oh * t->ow;
     /* edge: TILE_P images at one position per tile, so ceil(n / TILE_P) tiles per position */
-    const size_t tpp = (t->n + TILE_P - 1) / TILE_P;
-    const size_t tiles = edge ? t->oh * t->ow * tpp : (npix + TILE_P - 1) / TILE_P;
+    const size_t tpp = (t->n + t->tp - 1) / t->tp;
+    const size_t tiles = edge ? t->oh * t->ow * tpp : (npix + t->tp - 1) / t->tp;
     size_t per;
     if ((st = tiles_per_item(be, t, tiles, otiles, &per))) return st;
     cl_uint u_per = (cl_uint)per, count = (cl_uint)(edge ? tiles : npix);
@@ -245,9 +277,10 @@ kiln_status kiln_cl_conv_tile_fits(kiln_backend_t be, const kiln_cl_conv_geom *g
         /* A device that caps loop iterations takes the tiled form only where one work-item's
            share fits (one tile; one image's pixels for the filter gradient); otherwise the
            im2col + GEMM form, whose GEMM splits k, runs. */
-        tile_geom t = pass == KILN_CL_TILE_BACKWARD_DATA ? backward_geom(g) : forward_geom(g);
+        tile_geom t =
+            pass == KILN_CL_TILE_BACKWARD_DATA ? backward_geom(be, g) : forward_geom(be, g, pass);
         size_t item = pass == KILN_CL_TILE_BACKWARD_FILTER
-                          ? t.oh * t.ow * TILE_STEP_ITERS + TILE_FIXED_ITERS
+                          ? t.oh * t.ow * step_iters(&t) + fixed_iters(&t)
                           : tile_item_iters(&t);
         if (item > budget || pad_item_iters(&t) > budget) return KILN_OK;
     }
@@ -268,7 +301,7 @@ kiln_status kiln_cl_conv_tile_form(kiln_backend_t be, const kiln_cl_conv_geom *g
 kiln_status kiln_cl_conv_tile_forward(kiln_backend_t be, const kiln_cl_conv_geom *g, int edge,
                                       const kiln_tensor *x, const kiln_tensor *w,
                                       const kiln_tensor *bias, kiln_tensor *y) {
-    tile_geom t = forward_geom(g);
+    tile_geom t = forward_geom(be, g, KILN_CL_TILE_FORWARD);
     return run_tile(be, &t, g, kiln_cl_mem(x), kiln_cl_off(x), w, 0, edge, bias, kiln_cl_mem(y),
                     kiln_cl_off(y));
 }
@@ -276,7 +309,7 @@ kiln_status kiln_cl_conv_tile_forward(kiln_backend_t be, const kiln_cl_conv_geom
 kiln_status kiln_cl_conv_tile_backward_data(kiln_backend_t be, const kiln_cl_conv_geom *g, int edge,
                                             const kiln_tensor *dy, const kiln_tensor *w,
                                             kiln_tensor *dx) {
-    tile_geom t = backward_geom(g);
+    tile_geom t = backward_geom(be, g);
     return run_tile(be, &t, g, kiln_cl_mem(dy), kiln_cl_off(dy), w, 1, edge, NULL, kiln_cl_mem(dx),
                     kiln_cl_off(dx));
 }
@@ -289,16 +322,16 @@ kiln_status kiln_cl_conv_tile_backward_filter(kiln_backend_t be, const kiln_cl_c
                                               int edge, const kiln_tensor *x, const kiln_tensor *dy,
                                               kiln_tensor *dw) {
     kiln_cl_ctx *cl = kiln_cl(be);
-    tile_geom t = forward_geom(g);
+    tile_geom t = forward_geom(be, g, KILN_CL_TILE_BACKWARD_FILTER);
     const size_t ohw = t.oh * t.ow, npix = t.n * ohw, nk = t.ic * (size_t)t.kh * (size_t)t.kw;
-    size_t chunk = DW_CHUNK_BYTES / (ohw * TILE_O * sizeof(float));
+    size_t chunk = DW_CHUNK_BYTES / (ohw * t.to * sizeof(float));
     chunk = chunk < 1 ? 1 : chunk > t.n ? t.n : chunk;
     unsigned long budget = 0;
     kiln_status st = kiln_cl_loop_budget(cl, &budget);
     if (st) return st;
-    const size_t image_iters = ohw * TILE_STEP_ITERS;
-    if (budget && chunk * image_iters + TILE_FIXED_ITERS > budget)
-        chunk = budget / image_iters > 1 ? (budget - TILE_FIXED_ITERS) / image_iters : 1;
+    const size_t image_iters = ohw * step_iters(&t);
+    if (budget && chunk * image_iters + fixed_iters(&t) > budget)
+        chunk = budget / image_iters > 1 ? (budget - fixed_iters(&t)) / image_iters : 1;
     const size_t nchunks = (t.n + chunk - 1) / chunk;
     const size_t dw_elems = t.groups * t.oc * nk;
     const size_t dyt_elems = round_up(t.groups * npix * t.opad, 16);
@@ -331,8 +364,8 @@ kiln_status kiln_cl_conv_tile_backward_filter(kiln_backend_t be, const kiln_cl_c
     const char *name = edge ? "conv_tile_dw_edge" : "conv_tile_dw";
     if ((st = kernel(be, &t, name, &k))) return st;
     /* edge: blocks of TILE_P input channels at one tap, on the unpadded x */
-    size_t rows = edge ? (t.ic + TILE_P - 1) / TILE_P * (size_t)t.kh * (size_t)t.kw
-                       : (nk + TILE_P - 1) / TILE_P;
+    size_t rows =
+        edge ? (t.ic + t.tp - 1) / t.tp * (size_t)t.kh * (size_t)t.kw : (nk + t.tp - 1) / t.tp;
     if (edge) {
         d.s[4] = (cl_int)t.h;
         d.s[5] = (cl_int)t.w;
@@ -343,7 +376,7 @@ kiln_status kiln_cl_conv_tile_backward_filter(kiln_backend_t be, const kiln_cl_c
                            &part_stride, sizeof d, &d, sizeof nimg, &nimg, sizeof ch, &ch, sizeof e,
                            &e)))
         return st;
-    size_t gd[3] = {rows, t.opad / TILE_O * t.groups, nchunks}, ld[3] = {1, 1, 1};
+    size_t gd[3] = {rows, t.opad / t.to * t.groups, nchunks}, ld[3] = {1, 1, 1};
     if ((st = kiln_cl_launch(cl, k, name, 3, gd, ld)) || nchunks == 1) return st;
     cl_ulong dwo = kiln_cl_off(dw), po = dyt_elems;
     cl_uint n = (cl_uint)dw_elems, parts = (cl_uint)nchunks;
@@ -365,7 +398,8 @@ static int edge_supports(kiln_backend_t be, const kiln_tensor *dst, int pass) {
     kiln_cl_conv_decode_pass(dst, pass, &g);
     int fits = 0;
     if (!g.n || kiln_cl_conv_tile_fits(be, &g, pass, &fits) || !fits) return 0;
-    tile_geom t = pass == KILN_CL_TILE_BACKWARD_DATA ? backward_geom(&g) : forward_geom(&g);
+    tile_geom t =
+        pass == KILN_CL_TILE_BACKWARD_DATA ? backward_geom(be, &g) : forward_geom(be, &g, pass);
     return inside_fraction(&t) <= 0.9;
 }
 

@@ -52,6 +52,7 @@ typedef struct {
                      WINOGRAD=1) or 4 (F(4x4), the backward filter F(2x2)): wherever it applies */
     int edge;     /* the tiled form's edge tiles: -1 where auto measures them faster; 0: never;
                      1: wherever the tiled form runs */
+    int tile_p, tile_o, vw; /* the tiled form's tile (conv-tile.cl); 0: the device's */
 } kiln_cl_conv_tune;
 kiln_status kiln_cl_conv_tune_get(kiln_backend_t be, kiln_cl_conv_tune *t);
 /* Winograd F(2x2, 3x3) and F(4x4, 3x3) (cl-conv-winograd.c, kernels/winograd.cl): 3x3, stride 1,
