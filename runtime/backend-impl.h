@@ -112,6 +112,9 @@ void kiln_tuner_add(kiln_backend_t be, kiln_op op, kiln_op_fn fn, kiln_supports_
                     const char *name);
 /* Loads persisted choices once every candidate is added. */
 void kiln_tuner_ready(kiln_backend_t be);
+/* A hash of the OpenCL kernel sources this build embeds (backends/opencl/cl-source.c): the
+   tuning results of other kernels are not this build's. */
+uint64_t kiln_kernels_hash(void);
 void kiln_tuner_free(kiln_backend_t be);
 kiln_status kiln_auto_dispatch(kiln_backend_t be, kiln_tensor *dst);
 

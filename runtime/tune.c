@@ -144,7 +144,15 @@ void kiln_tuner_ready(kiln_backend_t be) {
     h = kiln_hash64(h, d->driver_version, strlen(d->driver_version));
     h = kiln_hash64(h, d->platform, strlen(d->platform));
     h = kiln_hash64(h, d->platform_version, strlen(d->platform_version));
-    /* A different set of candidates (a new implementation, CLBlast installed) re-measures. */
+    /* Other kernels (a new kiln) or kernel settings (KILN_TUNE_CONV, KILN_TUNE_GEMM) measure
+       again, as does a different set of candidates (a new implementation, CLBlast
+       installed). */
+    uint64_t kh = kiln_kernels_hash();
+    h = kiln_hash64(h, &kh, sizeof kh);
+    const char *settings[2] = {getenv("KILN_TUNE_CONV"), getenv("KILN_TUNE_GEMM")};
+    for (int i = 0; i < 2; i++)
+        h = kiln_hash64(h, settings[i] ? settings[i] : "",
+                        settings[i] ? strlen(settings[i]) + 1 : 1);
     for (int op = 0; op < KILN_OP_COUNT; op++)
         for (int c = 0; c < t->ncand[op]; c++) {
             h = kiln_hash64(h, &op, sizeof op);

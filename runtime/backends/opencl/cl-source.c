@@ -45,3 +45,12 @@ kiln_status kiln_kernel_source(const char *file, char **text, size_t *len) {
     return kiln_error(KILN_NOT_FOUND, "kernel file kernels/%s is not embedded in this build", file);
 #endif
 }
+
+uint64_t kiln_kernels_hash(void) {
+    uint64_t h = KILN_HASH_INIT;
+    for (size_t i = 0; i < kiln_embedded_kernels_count; i++) {
+        h = kiln_hash64(h, kiln_embedded_kernels[i].file, strlen(kiln_embedded_kernels[i].file));
+        h = kiln_hash64(h, kiln_embedded_kernels[i].data, kiln_embedded_kernels[i].len);
+    }
+    return h;
+}
