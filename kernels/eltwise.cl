@@ -259,20 +259,43 @@ kernel void kiln_sum_parts(global const float *part, uint nparts, global float *
 
 /* ---- SGD_UPDATE: param w, velocity v (not touched when momentum == 0) ---- */
 
-kernel void kiln_sgd_update(global float *w, ulong w_off, global const float *g, ulong g_off,
-                            global float *v, ulong v_off, ulong n, float lr, float momentum,
-                            float weight_decay, float grad_scale, int nesterov) {
-    ulong i = get_global_id(0);
-    if (i >= n) return;
-    float wi = w[w_off + i];
-    float gi = g[g_off + i] * grad_scale + weight_decay * wi;
-    float step = gi;
-    if (momentum != 0.0f) {
-        float vi = momentum * v[v_off + i] + gi;
-        v[v_off + i] = vi;
-        step = nesterov ? gi + momentum * vi : vi;
+/* SGD_VEC consecutive elements per work-item (8 with the CPU forms: one AVX2 register per
+   array instead of PoCL packing lanes of separate work-items; 1 elsewhere). */
+#ifndef SGD_VEC
+#define SGD_VEC 1
+#endif
+kernel void kiln_sgd_update(global float *restrict w, ulong w_off,
+                            global const float *restrict g, ulong g_off,
+                            global float *restrict v, ulong v_off, ulong n, float lr,
+                            float momentum, float weight_decay, float grad_scale, int nesterov) {
+    const ulong i0 = get_global_id(0) * SGD_VEC;
+    if (i0 >= n) return;
+    global float *wp = w + w_off + i0, *vp = v + v_off + i0;
+    global const float *gp = g + g_off + i0;
+#if SGD_VEC == 8
+    if (i0 + 8 <= n) {
+        const float8 wi = vload8(0, wp), gi_ = vload8(0, gp) * grad_scale + weight_decay * wi;
+        float8 step = gi_;
+        if (momentum != 0.0f) {
+            const float8 vi = momentum * vload8(0, vp) + gi_;
+            vstore8(vi, 0, vp);
+            step = nesterov ? gi_ + momentum * vi : vi;
+        }
+        vstore8(wi - lr * step, 0, wp);
+        return;
     }
-    w[w_off + i] = wi - lr * step;
+#endif
+    const uint m = n - i0 < SGD_VEC ? (uint)(n - i0) : SGD_VEC;
+    for (uint e = 0; e < m; e++) {
+        const float wi = wp[e], gi = gp[e] * grad_scale + weight_decay * wi;
+        float step = gi;
+        if (momentum != 0.0f) {
+            const float vi = momentum * vp[e] + gi;
+            vp[e] = vi;
+            step = nesterov ? gi + momentum * vi : vi;
+        }
+        wp[e] = wi - lr * step;
+    }
 }
 
 /* ---- ADAM_UPDATE (decoupled = AdamW); bc1, bc2 = 1 - beta^t from the host ---- */
