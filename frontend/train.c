@@ -800,8 +800,11 @@ kiln_status kiln_trainer_fit(kiln_trainer_t t, kiln_dataset_t train, kiln_datase
             if (c.steps_csv[0] && t->global_step % t->o.log_steps == 0) step_row(&c, lr, loss, acc);
             /* Every chance_steps steps: a net that never learned, and one that learned and
                then collapsed (a learning rate too high), both end at chance level. One
-               diagnostic per stretch at chance. */
-            if (ok && c.fit_steps % t->o.chance_steps == 0 && t->classes > 1) {
+               diagnostic per stretch at chance. Not while the learning rate still warms up:
+               a plain VGG may sit at chance through its warmup and learn right after (the
+               README's main job did, one run in two, with 200 warmup steps). */
+            if (ok && c.fit_steps % t->o.chance_steps == 0 && t->classes > 1 &&
+                t->global_step > t->o.warmup_steps) {
                 int navg = c.fit_steps < CHANCE_AVG ? (int)c.fit_steps : CHANCE_AVG;
                 double m = 0;
                 for (int k = 0; k < navg; k++) m += c.recent[k];

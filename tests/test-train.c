@@ -549,6 +549,13 @@ int main(void) {
     CHECK(!st && msg.chance == 1, "a loss stuck at chance prints the diagnostic once (%d)",
           msg.chance);
     if (!st) stop(&a);
+    /* The same inside a warmup (35 steps): nothing is judged before it ends. */
+    o.warmup_steps = 35;
+    msg.chance = 0;
+    st = start(&a, cpu, &o);
+    if (!st) st = kiln_trainer_fit(a.t, tr, NULL, &res);
+    CHECK(!st && msg.chance == 0, "no chance-level diagnostic during the warmup (%d)", msg.chance);
+    if (!st) stop(&a);
 
     /* Interrupt (SIGINT/SIGTERM in kiln train): the step finishes and a checkpoint is written. */
     kiln_train_options_init(&o);

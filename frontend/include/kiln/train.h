@@ -104,8 +104,8 @@ typedef struct kiln_train_options {
     const char *augment;       /* NULL: the model's pipeline nodes; "" or "none": none */
     const char *out_dir;       /* NULL: no checkpoints or log; else last/best.safetensors and
                                   log.csv, created if missing */
-    int64_t chance_steps;      /* the chance-level diagnostic looks after this many steps
-                                  (0: 200; < 0: never) */
+    int64_t chance_steps;      /* the chance-level diagnostic looks every this many steps,
+                                  once the warmup is over (0: 200; < 0: never) */
     kiln_nan_policy on_nan;    /* stop (default): no update, no checkpoint, fit returns. The
                                   message names the parameter whose gradient went non-finite
                                   first (in backward order) */
