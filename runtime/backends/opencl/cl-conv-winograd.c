@@ -27,18 +27,6 @@
 #define KILN_WINO_WORKSPACE ((size_t)8 << 20)
 #endif
 
-/* Enqueues a transform over (g0, g1, g2). With the CPU forms the work-group is fixed: PoCL
-   compiles a kernel once per work-group size, and left to the driver every grid got its own
-   (9-15 builds of each transform kernel, about 30 s of the first training step of the narrow
-   VGG16 on two cores, for candidates auto then measured slower). Dimensions 0 and 1 are
-   bounds-checked in the kernels, so they round up; dimension 2 stays whole. */
-static kiln_status launch(kiln_backend_t be, cl_kernel k, const char *name, size_t g0, size_t g1,
-                          size_t g2) {
-    if (!kiln_cl(be)->cpu_kernels) return kiln_cl_conv_launch(be, k, name, g0, g1, g2);
-    const size_t global[3] = {g0, g1, g2}, local[3] = {8, 8, 1};
-    return kiln_cl_launch(kiln_cl(be), k, name, 3, global, local);
-}
-
 /* The kernels of one tile size. */
 typedef struct {
     const char *filter, *input, *output;
@@ -113,7 +101,7 @@ static kiln_status input_transform(kiln_backend_t be, const wino_geom *t, cl_mem
         st = kiln_cl_args(k, name, 12, sizeof xm, &xm, sizeof xo, &xo, sizeof ws, &ws, sizeof vo,
                           &vo, sizeof ce, &ce, sizeof h, &h, sizeof wd, &wd, sizeof pt, &pt,
                           sizeof pl, &pl, sizeof tw, &tw, sizeof tiles, &tiles, sizeof c, &c);
-    return st ? st : launch(be, k, name, t->tiles, t->ce, cnt);
+    return st ? st : kiln_cl_conv_launch(be, k, name, t->tiles, t->ce, cnt);
 }
 
 static kiln_status run(kiln_backend_t be, const wino_geom *t, const kiln_tensor *x,
@@ -136,7 +124,7 @@ static kiln_status run(kiln_backend_t be, const wino_geom *t, const kiln_tensor 
     if (!st)
         st = kiln_cl_args(kf, fname, 7, sizeof wm, &wm, sizeof wo, &wo, sizeof ws, &ws, sizeof uo,
                           &uo, sizeof oe, &oe, sizeof ce, &ce, sizeof bwd, &bwd);
-    if (!st) st = launch(be, kf, fname, t->ce, t->oe, 1);
+    if (!st) st = kiln_cl_conv_launch(be, kf, fname, t->ce, t->oe, 1);
     const size_t in_image = t->ce * t->h * t->w, out_image = t->oe * t->oh * t->ow;
     for (size_t n0 = 0; n0 < t->n && !st; n0 += nb) {
         size_t cnt = t->n - n0 < nb ? t->n - n0 : nb, cols = cnt * t->tiles;
@@ -153,7 +141,7 @@ static kiln_status run(kiln_backend_t be, const wino_geom *t, const kiln_tensor 
                                sizeof oe, &oe, sizeof oh, &oh, sizeof ow, &ow, sizeof tw, &tw,
                                sizeof tiles, &tiles, sizeof c, &c)))
             break;
-        st = launch(be, ko, oname, t->tiles, t->oe, cnt);
+        st = kiln_cl_conv_launch(be, ko, oname, t->tiles, t->oe, cnt);
     }
     clReleaseMemObject(ws);
     return st;
@@ -199,7 +187,7 @@ kiln_status kiln_cl_winograd_backward_filter(kiln_backend_t be, const kiln_cl_co
         if ((st = kiln_cl_args(kq, qname, 10, sizeof dym, &dym, sizeof dyo, &dyo, sizeof ws, &ws,
                                sizeof qo, &qo, sizeof oe, &oe, sizeof oh, &oh, sizeof ow, &ow,
                                sizeof tw, &tw, sizeof tiles, &tiles, sizeof c, &c)) ||
-            (st = launch(be, kq, qname, t.tiles, t.oe, cnt)))
+            (st = kiln_cl_conv_launch(be, kq, qname, t.tiles, t.oe, cnt)))
             break;
         /* dU[e] (+)= Q[e] V[e]^T: the sum over this chunk's tiles. */
         kiln_cl_mat q = {ws, (size_t)qo, cols, t.oe * cols};
@@ -212,7 +200,7 @@ kiln_status kiln_cl_winograd_backward_filter(kiln_backend_t be, const kiln_cl_co
     if (!st)
         st = kiln_cl_args(kg, gname, 6, sizeof ws, &ws, sizeof duo, &duo, sizeof dwm, &dwm,
                           sizeof dwo, &dwo, sizeof oe, &oe, sizeof ce, &ce);
-    if (!st) st = launch(be, kg, gname, t.ce, t.oe, 1);
+    if (!st) st = kiln_cl_conv_launch(be, kg, gname, t.ce, t.oe, 1);
     clReleaseMemObject(ws);
     return st;
 }

@@ -22,12 +22,14 @@
  * CPU (PoCL): one work-item per work-group computing an 8x32 register tile with
  * float16 (one AVX-512 register per 16 columns: 16 accumulators + 2 B vectors + 1
  * broadcast fit the 32 zmm registers); a narrower SIMD gets 6 x 2 of its vectors (below).
- * Work-groups of one item keep PoCL from trying to vectorise across work-items, which the explicit
- * vectors already do. CPU that vectorises across work-items (it reports a preferred float vector of
- * 1, as Mesa's llvmpipe does): each lane's global load is a scalar load there, so what counts is
- * loads per multiply-add; an 8x8 tile halves them against 4x4 (512^3: 0.93 -> 0.51 s on llvmpipe)
- * and 8x16 spills (8x slower). GPU: small 4x4 float4 tiles per work-item so register pressure stays
- * low, 16x16 work-groups for occupancy; clamped to the device limits at launch. */
+ * Work-groups of one item keep PoCL from trying to vectorise across work-items, which the
+ * explicit vectors already do.
+ * CPU that vectorises across work-items (it reports a preferred float vector of 1, as
+ * Mesa's llvmpipe does): each lane's global load is a scalar load there, so what counts
+ * is loads per multiply-add; an 8x8 tile halves them against 4x4 (512^3: 0.93 -> 0.51 s
+ * on llvmpipe) and 8x16 spills (8x slower).
+ * GPU: small 4x4 float4 tiles per work-item so register pressure stays low, 16x16
+ * work-groups for occupancy; clamped to the device limits at launch. */
 /* Not an OpenCL device type: the row for CPUs that vectorise across work-items. */
 #define KILN_GEMM_ROW_CPU_LANES ((cl_device_type)1 << 40)
 static const struct kiln_gemm_tune_row {
