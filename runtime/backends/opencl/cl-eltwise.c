@@ -21,8 +21,16 @@
 #define FLOAT(v) sizeof(cl_float), &(cl_float){(cl_float)(v)}
 /* clang-format on */
 
+/* Parameters per work-item of the SGD update: with the CPU forms 8 consecutive ones as
+   vectors (the largest layer of AlexNet, 16.8M parameters on a 2-core Zen 3: 19.9 -> 9.4 ms).
+   The one program of the plain kernels carries the option, so it is built once. */
+static size_t sgd_vec(kiln_backend_t be) {
+    return kiln_cl(be)->cpu_kernels ? 8 : 1;
+}
+
 static kiln_status get(kiln_backend_t be, const char *name, cl_kernel *k) {
-    return kiln_cl_get_kernel(kiln_cl(be), "eltwise.cl", name, NULL, k);
+    return kiln_cl_get_kernel(kiln_cl(be), "eltwise.cl", name,
+                              sgd_vec(be) > 1 ? "-DSGD_VEC=8" : NULL, k);
 }
 
 static kiln_status launch(kiln_backend_t be, cl_kernel k, const char *name, size_t items) {
@@ -218,12 +226,9 @@ kiln_status kiln_cl_sgd_update(kiln_backend_t be, kiln_tensor *dst) {
     memcpy(&p, dst->op_params, sizeof p);
     /* Without momentum the kernel never touches v; any valid buffer fills the slot. */
     const kiln_tensor *v = p.momentum != 0.0f ? dst->src[2] : dst;
-    /* The CPU forms update 8 consecutive parameters per work-item as vectors (the largest
-       layer of AlexNet, 16.8M parameters on a 2-core Zen 3: 19.9 -> 9.4 ms). */
-    const size_t vec = kiln_cl(be)->cpu_kernels ? 8 : 1;
+    const size_t vec = sgd_vec(be);
     cl_kernel k;
-    kiln_status st =
-        kiln_cl_get_kernel(kiln_cl(be), "eltwise.cl", name, vec > 1 ? "-DSGD_VEC=8" : NULL, &k);
+    kiln_status st = get(be, name, &k);
     if (!st)
         st = kiln_cl_args(k, name, 12, MEM(dst), OFF(dst), MEM(g), OFF(g), MEM(v), OFF(v),
                           ULONG(count(dst)), FLOAT(p.lr), FLOAT(p.momentum), FLOAT(p.weight_decay),
