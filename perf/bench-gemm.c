@@ -114,7 +114,7 @@ out:
 
 /* Runs `kiln bench cache-probe` in a fresh process; returns its time to first result. */
 static int run_probe(const char *self, const char *cache_dir, double *child_ms, double *wall_ms,
-                     int *compiled, int *loaded) {
+                     int *compiled, int *loaded, int *driver) {
     int fds[2];
     if (pipe(fds)) return 0;
     posix_spawn_file_actions_t fa;
@@ -143,7 +143,8 @@ static int run_probe(const char *self, const char *cache_dir, double *child_ms, 
     waitpid(pid, &status, 0);
     *wall_ms = kiln_now_ms() - t0;
     return WIFEXITED(status) && WEXITSTATUS(status) == 0 &&
-           sscanf(buf, "cache-probe ms=%lf compiled=%d loaded=%d", child_ms, compiled, loaded) == 3;
+           sscanf(buf, "cache-probe ms=%lf compiled=%d loaded=%d driver=%d", child_ms, compiled,
+                  loaded, driver) == 4;
 }
 
 int kiln_bench_cache_probe(void) {
@@ -164,8 +165,8 @@ int kiln_bench_cache_probe(void) {
     free(h);
     if (!ok) return 1;
     /* Time to first result: backend start, kernel build or cache load, first GEMM. */
-    printf("cache-probe ms=%.1f compiled=%d loaded=%d\n", ms, st.programs_compiled,
-           st.programs_loaded);
+    printf("cache-probe ms=%.1f compiled=%d loaded=%d driver=%d\n", ms, st.programs_compiled,
+           st.programs_loaded, st.programs_driver);
     return 0;
 }
 
@@ -332,18 +333,23 @@ int kiln_bench_gemm(int argc, char **argv, const char *self) {
 
     /* Program cache: a cold process compiles, a second process must load everything. */
     double probe_ms[2] = {0}, probe_wall[2] = {0};
-    int probe_compiled[2] = {0}, probe_loaded[2] = {0}, probed = 0;
+    int probe_compiled[2] = {0}, probe_loaded[2] = {0}, probe_driver[2] = {0}, probed = 0;
     if (probe && bes[1]) {
         char dir[] = "/tmp/kiln-cache-probe-XXXXXX";
         if (mkdtemp(dir)) {
             const char *old_backend = getenv("KILN_BACKEND");
             char *saved_cache = getenv("KILN_CACHE_DIR") ? strdup(getenv("KILN_CACHE_DIR")) : NULL;
             char *saved_backend = old_backend ? strdup(old_backend) : NULL;
+            char *saved_pocl = getenv("POCL_CACHE_DIR") ? strdup(getenv("POCL_CACHE_DIR")) : NULL;
+            char pocl_dir[64];
             setenv("KILN_BACKEND", "opencl", 1);
+            /* A cold start on a fresh machine: PoCL's own kernel cache starts empty too. */
+            snprintf(pocl_dir, sizeof pocl_dir, "%s/pocl", dir);
+            setenv("POCL_CACHE_DIR", pocl_dir, 1);
             probed = run_probe(self, dir, &probe_ms[0], &probe_wall[0], &probe_compiled[0],
-                               &probe_loaded[0]) &&
+                               &probe_loaded[0], &probe_driver[0]) &&
                      run_probe(self, dir, &probe_ms[1], &probe_wall[1], &probe_compiled[1],
-                               &probe_loaded[1]);
+                               &probe_loaded[1], &probe_driver[1]);
             if (saved_backend)
                 setenv("KILN_BACKEND", saved_backend, 1);
             else
@@ -352,17 +358,23 @@ int kiln_bench_gemm(int argc, char **argv, const char *self) {
                 setenv("KILN_CACHE_DIR", saved_cache, 1);
             else
                 unsetenv("KILN_CACHE_DIR");
+            if (saved_pocl)
+                setenv("POCL_CACHE_DIR", saved_pocl, 1);
+            else
+                unsetenv("POCL_CACHE_DIR");
             free(saved_backend);
             free(saved_cache);
+            free(saved_pocl);
             kiln_remove_tree(dir);
         }
         if (probed) {
             printf("program cache, opencl backend, time to first 256^3 GEMM result in a new "
                    "process:\n");
-            printf("  cold: %8.1f ms (process %8.1f ms), programs compiled %d, loaded %d\n",
-                   probe_ms[0], probe_wall[0], probe_compiled[0], probe_loaded[0]);
-            printf("  warm: %8.1f ms (process %8.1f ms), programs compiled %d, loaded %d\n",
-                   probe_ms[1], probe_wall[1], probe_compiled[1], probe_loaded[1]);
+            for (int p = 0; p < 2; p++)
+                printf("  %s: %8.1f ms (process %8.1f ms), programs compiled %d, loaded %d, left "
+                       "to the driver's cache %d\n",
+                       p ? "warm" : "cold", probe_ms[p], probe_wall[p], probe_compiled[p],
+                       probe_loaded[p], probe_driver[p]);
             if (probe_compiled[1]) {
                 printf("  ERROR: the warm process recompiled %d programs\n", probe_compiled[1]);
                 failed = 1;
@@ -404,9 +416,9 @@ int kiln_bench_gemm(int argc, char **argv, const char *self) {
                             "  {\"op\": \"program_cache\", \"backend\": \"opencl\", \"device\": "
                             "\"%s\", \"shape\": \"256x256x256\", \"cache\": \"%s\", \"ms\": %.2f, "
                             "\"process_ms\": %.2f, \"programs_compiled\": %d, "
-                            "\"programs_loaded\": %d}%s\n",
+                            "\"programs_loaded\": %d, \"programs_driver\": %d}%s\n",
                             dev ? dev->name : "", p ? "warm" : "cold", probe_ms[p], probe_wall[p],
-                            probe_compiled[p], probe_loaded[p], p ? "" : ",");
+                            probe_compiled[p], probe_loaded[p], probe_driver[p], p ? "" : ",");
             fprintf(f, "]\n");
             fclose(f);
             printf("wrote %s\n", json);

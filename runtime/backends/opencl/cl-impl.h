@@ -39,6 +39,7 @@ typedef struct kiln_cl_ctx {
     int profiling;   /* KILN_PROFILE: the queue records kernel execution times */
     int cpu_kernels; /* the kernel variants written for CPUs (KILN_KERNELS, else CPU devices) */
     int fma;         /* KILN_MADD is fma() (hardware FMA), else mad() (see cl-program.c) */
+    int own_cache;   /* the driver caches compiled kernels itself: no binaries (cl-program.c) */
     char device_name[128];
     /* The driver's cap on loop iterations per work-item (0: none), measured by
        kiln_cl_loop_budget on first use. */

@@ -1,6 +1,7 @@
 /* Programs build on first use and are cached: in memory per context, and on disk as device
    binaries keyed by a hash of (source, options, device, driver, platform), so a second
-   process compiles nothing. */
+   process compiles nothing. A driver with its own kernel cache (PoCL, see own_cache) is left
+   to it. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -193,8 +194,8 @@ kiln_status kiln_cl_get_program(kiln_cl_ctx *cl, const char *file, const char *o
     uint64_t key[2];
     program_key(cl, src, len, options, key);
     char dir[4096], path[4400];
-    int cached;
-    kiln_cache_dir("programs", dir, sizeof dir, &cached);
+    int cached = 0;
+    if (!cl->own_cache) kiln_cache_dir("programs", dir, sizeof dir, &cached);
     if (cached)
         snprintf(path, sizeof path, "%s/%016" PRIx64 "%016" PRIx64 ".bin", dir, key[0], key[1]);
 
@@ -215,7 +216,10 @@ kiln_status kiln_cl_get_program(kiln_cl_ctx *cl, const char *file, const char *o
             free(src);
             return st;
         }
-        cl->stats.programs_compiled++;
+        if (cl->own_cache)
+            cl->stats.programs_driver++;
+        else
+            cl->stats.programs_compiled++;
         if (cached) store_cached(cl, prog, path, key);
     }
     free(src);

@@ -94,6 +94,8 @@ kiln_status kiln_backend_synchronize(kiln_backend_t be);
 /* Program-cache counters of an OpenCL backend since it was created (zeros for cpu). */
 typedef struct kiln_backend_stats {
     int programs_compiled; /* built from source */
+    int programs_driver;   /* built from source by a driver with its own cache (PoCL), which
+                              compiles only what it has not cached; kiln's cache holds none */
     int programs_loaded;   /* loaded from the on-disk cache */
     int cache_rejected;    /* corrupt or unusable cache entries removed and rebuilt */
     int cache_stored;      /* programs written to the cache */
