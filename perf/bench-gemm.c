@@ -113,15 +113,14 @@ out:
 }
 
 /* Runs `kiln bench cache-probe` in a fresh process; returns its time to first result. */
-static int run_probe(const char *self, const char *cache_dir, double *child_ms, double *wall_ms,
-                     int *compiled, int *loaded, int *driver) {
+static int run_probe(const char *self, double *child_ms, double *wall_ms, int *compiled,
+                     int *loaded, int *driver) {
     int fds[2];
     if (pipe(fds)) return 0;
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
     posix_spawn_file_actions_addclose(&fa, fds[0]);
-    setenv("KILN_CACHE_DIR", cache_dir, 1);
     char *argv[] = {(char *)self, "bench", "cache-probe", NULL};
     pid_t pid;
     double t0 = kiln_now_ms();
@@ -337,34 +336,18 @@ int kiln_bench_gemm(int argc, char **argv, const char *self) {
     if (probe && bes[1]) {
         char dir[] = "/tmp/kiln-cache-probe-XXXXXX";
         if (mkdtemp(dir)) {
-            const char *old_backend = getenv("KILN_BACKEND");
-            char *saved_cache = getenv("KILN_CACHE_DIR") ? strdup(getenv("KILN_CACHE_DIR")) : NULL;
-            char *saved_backend = old_backend ? strdup(old_backend) : NULL;
-            char *saved_pocl = getenv("POCL_CACHE_DIR") ? strdup(getenv("POCL_CACHE_DIR")) : NULL;
-            char pocl_dir[64];
+            char *saved_cache = kiln_save_env("KILN_CACHE_DIR");
+            char *saved_pocl = kiln_save_env("POCL_CACHE_DIR");
+            char *saved_backend = kiln_save_env("KILN_BACKEND");
             setenv("KILN_BACKEND", "opencl", 1);
-            /* A cold start on a fresh machine: PoCL's own kernel cache starts empty too. */
-            snprintf(pocl_dir, sizeof pocl_dir, "%s/pocl", dir);
-            setenv("POCL_CACHE_DIR", pocl_dir, 1);
-            probed = run_probe(self, dir, &probe_ms[0], &probe_wall[0], &probe_compiled[0],
+            kiln_fresh_caches(dir);
+            probed = run_probe(self, &probe_ms[0], &probe_wall[0], &probe_compiled[0],
                                &probe_loaded[0], &probe_driver[0]) &&
-                     run_probe(self, dir, &probe_ms[1], &probe_wall[1], &probe_compiled[1],
+                     run_probe(self, &probe_ms[1], &probe_wall[1], &probe_compiled[1],
                                &probe_loaded[1], &probe_driver[1]);
-            if (saved_backend)
-                setenv("KILN_BACKEND", saved_backend, 1);
-            else
-                unsetenv("KILN_BACKEND");
-            if (saved_cache)
-                setenv("KILN_CACHE_DIR", saved_cache, 1);
-            else
-                unsetenv("KILN_CACHE_DIR");
-            if (saved_pocl)
-                setenv("POCL_CACHE_DIR", saved_pocl, 1);
-            else
-                unsetenv("POCL_CACHE_DIR");
-            free(saved_backend);
-            free(saved_cache);
-            free(saved_pocl);
+            kiln_restore_env("KILN_BACKEND", saved_backend);
+            kiln_restore_env("KILN_CACHE_DIR", saved_cache);
+            kiln_restore_env("POCL_CACHE_DIR", saved_pocl);
             kiln_remove_tree(dir);
         }
         if (probed) {

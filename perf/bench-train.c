@@ -176,41 +176,26 @@ static int run_probe(const char *self, const char *model, int input, int batch, 
     return ok && rc == 0;
 }
 
-static char *save_env(const char *name) {
-    const char *v = getenv(name);
-    return v ? strdup(v) : NULL;
-}
-
-static void restore_env(const char *name, char *saved) {
-    if (saved)
-        setenv(name, saved, 1);
-    else
-        unsetenv(name);
-    free(saved);
-}
-
 int kiln_bench_first_step_rows(kiln_bench_report *r, const char *self, const char *model, int input,
                                int batch, int device_index, const char *device) {
     char dir[] = "/tmp/kiln-first-step-XXXXXX", idx[16];
     if (!mkdtemp(dir)) return 0;
-    char *saved_cache = save_env("KILN_CACHE_DIR"), *saved_backend = save_env("KILN_BACKEND");
-    char *saved_device = save_env("KILN_DEVICE"), *saved_pocl = save_env("POCL_CACHE_DIR");
-    char pocl_dir[64];
+    char *saved_cache = kiln_save_env("KILN_CACHE_DIR"),
+         *saved_pocl = kiln_save_env("POCL_CACHE_DIR");
+    char *saved_backend = kiln_save_env("KILN_BACKEND"),
+         *saved_device = kiln_save_env("KILN_DEVICE");
     snprintf(idx, sizeof idx, "%d", device_index);
-    setenv("KILN_CACHE_DIR", dir, 1);
-    /* A cold start on a fresh machine: PoCL's own kernel cache starts empty too. */
-    snprintf(pocl_dir, sizeof pocl_dir, "%s/pocl", dir);
-    setenv("POCL_CACHE_DIR", pocl_dir, 1);
+    kiln_fresh_caches(dir);
     setenv("KILN_BACKEND", "auto", 1);
     setenv("KILN_DEVICE", idx, 1);
     enum { WARM_RUNS = 3 };
     probe_result cold, warm[WARM_RUNS];
     int ok = run_probe(self, model, input, batch, &cold);
     for (int i = 0; i < WARM_RUNS && ok; i++) ok = run_probe(self, model, input, batch, &warm[i]);
-    restore_env("KILN_CACHE_DIR", saved_cache);
-    restore_env("KILN_BACKEND", saved_backend);
-    restore_env("KILN_DEVICE", saved_device);
-    restore_env("POCL_CACHE_DIR", saved_pocl);
+    kiln_restore_env("KILN_CACHE_DIR", saved_cache);
+    kiln_restore_env("KILN_BACKEND", saved_backend);
+    kiln_restore_env("KILN_DEVICE", saved_device);
+    kiln_restore_env("POCL_CACHE_DIR", saved_pocl);
     kiln_remove_tree(dir);
     if (!ok) return 0;
     double ms[WARM_RUNS], wall[WARM_RUNS];

@@ -157,6 +157,26 @@ static int rm_entry(const char *path, const struct stat *sb, int flag, struct FT
     return remove(path);
 }
 
+char *kiln_save_env(const char *name) {
+    const char *v = getenv(name);
+    return v ? strdup(v) : NULL;
+}
+
+void kiln_restore_env(const char *name, char *saved) {
+    if (saved)
+        setenv(name, saved, 1);
+    else
+        unsetenv(name);
+    free(saved);
+}
+
+void kiln_fresh_caches(const char *dir) {
+    char pocl[4200];
+    snprintf(pocl, sizeof pocl, "%s/pocl", dir);
+    setenv("KILN_CACHE_DIR", dir, 1);
+    setenv("POCL_CACHE_DIR", pocl, 1);
+}
+
 void kiln_remove_tree(const char *dir) {
     nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
 }

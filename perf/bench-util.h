@@ -35,6 +35,13 @@ int kiln_time_runs(int (*fn)(void *arg), void *arg, int warmup, int min_reps, do
 FILE *kiln_spawn_read(char *const argv[], int *pid);
 /* Closes the pipe and waits: the exit code, or -1 when the child did not exit normally. */
 int kiln_spawn_wait(FILE *f, int pid);
+/* An environment variable's value, for kiln_restore_env (NULL when it is unset). */
+char *kiln_save_env(const char *name);
+/* Puts back (or unsets) what kiln_save_env returned, and frees it. */
+void kiln_restore_env(const char *name, char *saved);
+/* Points KILN_CACHE_DIR at dir and POCL_CACHE_DIR at dir/pocl: the next process starts as on a
+   fresh machine, with kiln's caches and PoCL's own kernel cache empty. */
+void kiln_fresh_caches(const char *dir);
 /* Removes a directory tree (temporary caches); errors are ignored. */
 void kiln_remove_tree(const char *dir);
 /* The source tree (for perf/peer_*.py and git): kiln_SOURCE_DIR from the CMakeCache.txt next

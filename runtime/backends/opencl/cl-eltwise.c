@@ -24,13 +24,16 @@
 /* Parameters per work-item of the SGD update: with the CPU forms 8 consecutive ones as
    vectors (the largest layer of AlexNet, 16.8M parameters on a 2-core Zen 3: 19.9 -> 9.4 ms).
    The one program of the plain kernels carries the option, so it is built once. */
+#define SGD_VEC_CPU 8 /* eltwise.cl vectorises SGD_VEC == 8 */
+#define STR_(x)     #x
+#define STR(x)      STR_(x)
 static size_t sgd_vec(kiln_backend_t be) {
-    return kiln_cl(be)->cpu_kernels ? 8 : 1;
+    return kiln_cl(be)->cpu_kernels ? SGD_VEC_CPU : 1;
 }
 
 static kiln_status get(kiln_backend_t be, const char *name, cl_kernel *k) {
     return kiln_cl_get_kernel(kiln_cl(be), "eltwise.cl", name,
-                              sgd_vec(be) > 1 ? "-DSGD_VEC=8" : NULL, k);
+                              sgd_vec(be) > 1 ? "-DSGD_VEC=" STR(SGD_VEC_CPU) : NULL, k);
 }
 
 static kiln_status launch(kiln_backend_t be, cl_kernel k, const char *name, size_t items) {
