@@ -19,6 +19,8 @@
  *   conv_tile         the product. Output pixels are numbered across images (p = n*OH*OW +
  *                     oh*OW + ow), so the deep layers of a small input (2x2, 1x1) still
  *                     fill every lane.
+ *   conv_tile_row     the same product over row tiles: a tile's lanes are consecutive
+ *                     output columns of one row, read from one pointer (rows that fill them).
  *   conv_tile_edge    the same product over position-major tiles (p = (oh*OW + ow)*N + n):
  *                     a tile's TILE_P lanes are images at one output position, so every lane
  *                     has the same taps inside the input and the tile skips the rest. On the
@@ -98,6 +100,17 @@ typedef CAT(float, VW) vec_t;
         _Pragma("unroll") for (int v_ = 0; v_ < NV; v_++) w_[v_] = VLOAD(v_, (wr));            \
         _Pragma("unroll") for (int l_ = 0; l_ < TILE_P; l_++) {                                \
             const vec_t x_ = (vec_t)((lane)[l_][(at)]);                                        \
+            _Pragma("unroll") for (int v_ = 0; v_ < NV; v_++) acc[l_][v_] =                    \
+                KILN_MADD(x_, w_[v_], acc[l_][v_]);                                            \
+        }                                                                                      \
+    } while (0)
+/* The same with the lanes' scalars SW apart from one pointer: xr[l * SW] for lane l. */
+#define TILE_MADD_ROW(acc, wr, xr)                                                             \
+    do {                                                                                       \
+        vec_t w_[NV];                                                                          \
+        _Pragma("unroll") for (int v_ = 0; v_ < NV; v_++) w_[v_] = VLOAD(v_, (wr));            \
+        _Pragma("unroll") for (int l_ = 0; l_ < TILE_P; l_++) {                                \
+            const vec_t x_ = (vec_t)((xr)[l_ * SW]);                                           \
             _Pragma("unroll") for (int v_ = 0; v_ < NV; v_++) acc[l_][v_] =                    \
                 KILN_MADD(x_, w_[v_], acc[l_][v_]);                                            \
         }                                                                                      \
@@ -254,6 +267,71 @@ __kernel void conv_tile(const __global float *restrict xp, ulong xp_off,
     const int g = z / notile, o0 = (z - g * notile) * TILE_O;
     for (uint t = i * per; t < (i + 1) * per && t * TILE_P < npix; t++)
         conv_tile_one(xp, xp_off, wp, wp_off, y, y_off, d, npix, t, g, o0);
+}
+
+/* Row tiles: the TILE_P lanes of a tile are consecutive output columns of one output row, so
+ * at every tap their inputs are TILE_P values SW apart behind one pointer. conv_tile's lanes
+ * may cross rows and images and so keep a pointer each, TILE_P general registers that a
+ * larger tile cannot spare; here the lanes are immediate offsets, and each output channel
+ * takes one TILE_P-wide store. A row whose width is not a multiple of TILE_P ends in a
+ * partial tile: its extra lanes read the slack that xp's rows carry (the host pads them to
+ * tpr * TILE_P columns of output) and are not stored.
+ * d: as conv_tile; tpr: tiles per output row. */
+void conv_tile_row_one(const __global float *restrict xp, ulong xp_off,
+                       const __global float *restrict wp, ulong wp_off, __global float *restrict y,
+                       ulong y_off, const int8 d, uint tpr, uint t, int g, int o0) {
+    const uint ohw = (uint)(d.s6 * d.s7);
+    const ulong hpwp = (ulong)d.s4 * (ulong)d.s5;
+    const int icall = d.s0 * d.s3;
+    const uint row = t / tpr, n = row / (uint)d.s6, oh = row - n * (uint)d.s6;
+    const int ow0 = (int)(t - row * tpr) * TILE_P;
+    const __global float *xb = xp + xp_off + ((ulong)n * icall + (ulong)g * d.s0) * hpwp +
+                               (ulong)(oh * SH) * d.s5 + ow0 * SW;
+    const __global float *wk = wp + wp_off + (ulong)g * d.s0 * KH * KW * d.s2 + o0;
+    const __global float *bk = wp + wp_off + ((ulong)d.s3 * d.s0 * KH * KW + g) * d.s2 + o0;
+    TILE_ACC_INIT(acc, bk)
+    for (int ic = 0; ic < d.s0; ic++) {
+#pragma unroll
+        for (int kh = 0; kh < KH; kh++)
+#pragma unroll
+            for (int kw = 0; kw < KW; kw++) {
+                TILE_MADD_ROW(acc, wk, xb + kh * DH * d.s5 + kw * DW);
+                wk += d.s2;
+            }
+        xb += hpwp;
+    }
+    const int nvalid = min(TILE_O, d.s1 - o0), npx = min(TILE_P, d.s7 - ow0);
+    __global float *yb =
+        y + y_off + ((ulong)n * (ulong)(d.s1 * d.s3) + (ulong)(g * d.s1 + o0)) * ohw +
+        oh * (uint)d.s7 + (uint)ow0;
+    TILE_ACC_STORE(acc, v)
+    if (npx == TILE_P) {
+        for (int o = 0; o < nvalid; o++) {
+            __global float *yo = yb + (ulong)o * ohw;
+#pragma unroll
+            for (int l = 0; l < TILE_P; l++)
+                yo[l] = v[l][o];
+        }
+        return;
+    }
+    for (int o = 0; o < nvalid; o++)
+        for (int l = 0; l < npx; l++)
+            yb[(ulong)o * ohw + l] = v[l][o];
+}
+
+/* conv_tile over row tiles: work-item (i, z) takes tiles [i*per, (i+1)*per) of the
+ * ntiles = N*OH*tpr tiles of output-channel tile z. */
+__kernel void conv_tile_row(const __global float *restrict xp, ulong xp_off,
+                            const __global float *restrict wp, ulong wp_off,
+                            __global float *restrict y, ulong y_off, const int8 d, uint ntiles,
+                            uint per, uint tpr) {
+    const uint i = (uint)get_global_id(0);
+    const int z = (int)get_global_id(1), notile = d.s2 / TILE_O;
+    if (z >= notile * d.s3)
+        return;
+    const int g = z / notile, o0 = (z - g * notile) * TILE_O;
+    for (uint t = i * per; t < (i + 1) * per && t < ntiles; t++)
+        conv_tile_row_one(xp, xp_off, wp, wp_off, y, y_off, d, tpr, t, g, o0);
 }
 
 /* First and last + 1 output index o in [0, n) whose input index o*s - a lies in [0, len). */

@@ -91,10 +91,11 @@ kiln_status kiln_cl_conv_tune_get(kiln_backend_t be, kiln_cl_conv_tune *t) {
     t->tile = kiln_cl(be)->cpu_kernels;
     t->winograd = -1;
     t->edge = -1;
+    t->row = -1;
     const char *v = getenv("KILN_TUNE_CONV");
-    enum { DIRECT, TILE, WINO, EDGE, TP, TO, VW, NNAMES };
+    enum { DIRECT, TILE, WINO, EDGE, TP, TO, VW, ROW, NNAMES };
     static const char *names[NNAMES] = {
-        "DIRECT_MAX_C=", "TILE=", "WINOGRAD=", "EDGE=", "TILE_P=", "TILE_O=", "VW="};
+        "DIRECT_MAX_C=", "TILE=", "WINOGRAD=", "EDGE=", "TILE_P=", "TILE_O=", "VW=", "ROW="};
     for (const char *p = v; p && *p;) {
         int which = -1;
         for (int i = 0; i < NNAMES; i++)
@@ -103,7 +104,7 @@ kiln_status kiln_cl_conv_tune_get(kiln_backend_t be, kiln_cl_conv_tune *t) {
         char *end = NULL;
         unsigned long n = *num >= '0' && *num <= '9' ? strtoul(num, &end, 10) : 0;
         int bad = which < 0 || !end || (*end && *end != ',');
-        bad = bad || ((which == TILE || which == EDGE) && n > 1) ||
+        bad = bad || ((which == TILE || which == EDGE || which == ROW) && n > 1) ||
               (which == WINO && n > 1 && n != 4) || (which == TP && (n < 1 || n > 16)) ||
               (which == TO && (n < 1 || n > 64)) ||
               (which == VW && n != 1 && n != 2 && n != 4 && n != 8 && n != 16);
@@ -111,7 +112,7 @@ kiln_status kiln_cl_conv_tune_get(kiln_backend_t be, kiln_cl_conv_tune *t) {
             return kiln_error(KILN_INVALID_ARGUMENT,
                               "KILN_TUNE_CONV='%s' is not valid (names: DIRECT_MAX_C=n, TILE=0|1, "
                               "WINOGRAD=0|1|4, EDGE=0|1, TILE_P=1..16, TILE_O=1..64, "
-                              "VW=1|2|4|8|16)",
+                              "VW=1|2|4|8|16, ROW=0|1)",
                               v);
         if (which == DIRECT)
             t->direct_max_c = n;
@@ -125,6 +126,8 @@ kiln_status kiln_cl_conv_tune_get(kiln_backend_t be, kiln_cl_conv_tune *t) {
             t->tile_o = (int)n;
         else if (which == VW)
             t->vw = (int)n;
+        else if (which == ROW)
+            t->row = (int)n;
         else /* stored as the output block: WINOGRAD=1 is F(2x2) */
             t->winograd = n == 1 ? 2 : (int)n;
         p = *end ? end + 1 : end;

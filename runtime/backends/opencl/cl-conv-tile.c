@@ -25,6 +25,9 @@ typedef struct {
     int kh, kw, sh, sw, dh, dw;
     size_t tp, to; /* the tile: TILE_P pixels (or rows) x TILE_O output channels */
     int vw;        /* its vector width, VW */
+    int row_mode;  /* row tiles (conv_tile_row): 1 always, 0 never, -1 where they fill */
+    int row;       /* this geometry takes them */
+    size_t tpr;    /* their tiles per output row */
 } tile_geom;
 
 static size_t round_up(size_t x, size_t to) {
@@ -36,14 +39,15 @@ static size_t round_up(size_t x, size_t to) {
    the vector registers. AVX-512 has 32: 8 x 32 in float16 takes 16 + 2 + 1. AVX2 (and SSE)
    have 16, where that tile spills (3x slower steps on a 2-core Zen 3). There the filter
    gradient takes 6 x 16 in float8 (12 + 2 + 1, as the GEMM's tile, cl-gemm-launch.c); the
-   forward form 4 x 16, whose TILE_P lane pointers also fit the general registers and whose
-   edge tiles divide the usual batches (vgg16n@32 forward and backward data on that Zen 3:
-   about 0.8x the time of 6 x 16). Devices without the CPU forms' SIMD mapping (Oclgrind) get
-   8 x 32 in float4, which only has to be right. KILN_TUNE_CONV's TILE_P, TILE_O and VW
-   override each (a TILE_O that is not a multiple of VW fails the kernel build with its
-   log). */
+   forward form 4 x 16 (over row tiles where they fill, below), whose TILE_P lane pointers
+   also fit the general registers and whose edge tiles divide the usual batches (vgg16n@32 forward
+   and backward data on that Zen 3: about 0.8x the time of 6 x 16). Devices without the CPU forms'
+   SIMD mapping (Oclgrind) get 8 x 32 in float4, which only has to be right. KILN_TUNE_CONV's
+   TILE_P, TILE_O and VW override each (a TILE_O that is not a multiple of VW fails the kernel build
+   with its log). */
 static void tile_shape(kiln_backend_t be, int pass, tile_geom *t) {
     unsigned pv = be->device.pref_vec_float;
+    t->row_mode = 0;
     if (be->device.type != KILN_DEVICE_CPU || pv < 4) {
         t->tp = 8, t->to = 32, t->vw = 4;
     } else if (pv >= 16) {
@@ -52,18 +56,38 @@ static void tile_shape(kiln_backend_t be, int pass, tile_geom *t) {
         t->vw = pv >= 8 ? 8 : 4;
         t->tp = pass == KILN_CL_TILE_BACKWARD_FILTER ? 6 : 4;
         t->to = 2 * (size_t)t->vw;
+        t->row_mode = -1;
     }
     kiln_cl_conv_tune tn;
     if (kiln_cl_conv_tune_get(be, &tn)) return; /* reported where the choice is made */
     if (tn.tile_p) t->tp = (size_t)tn.tile_p;
     if (tn.tile_o) t->to = (size_t)tn.tile_o;
     if (tn.vw) t->vw = tn.vw;
+    if (tn.row >= 0) t->row_mode = tn.row;
+    if (pass == KILN_CL_TILE_BACKWARD_FILTER) t->row_mode = 0; /* conv_tile_dw has its own */
 }
+
+/* Row tiles where the rows fill them: at least ROW_MIN_FILL of their lanes are output
+   pixels. On a Zen 3 (4 x 16 tiles; the vgg16n and AlexNet layer sets of `kiln bench conv` at
+   28, 32 and 64, three interleaved runs each) they took 0.65-0.95x the time of conv_tile on
+   the maps of 4 to 64 columns that fill them, about the same on 7 columns (7 of 8 lanes), and
+   up to 2.5x on the 1, 2 and 3 columns of the deepest layers. AVX-512's 8 x 32 tiles keep
+   conv_tile unless ROW=1 (not measured there). */
+#define ROW_MIN_FILL 0.85
 
 static void finish_geom(tile_geom *t) {
     t->opad = round_up(t->oc, t->to);
     t->hp = (t->oh - 1) * (size_t)t->sh + (size_t)(t->kh - 1) * (size_t)t->dh + 1;
     t->wp = (t->ow - 1) * (size_t)t->sw + (size_t)(t->kw - 1) * (size_t)t->dw + 1;
+    t->tpr = (t->ow + t->tp - 1) / t->tp;
+    t->row = t->row_mode > 0 ||
+             (t->row_mode < 0 && (double)t->ow >= ROW_MIN_FILL * (double)(t->tpr * t->tp));
+    if (t->row) {
+        /* slack for the extra lanes of each row's last tile */
+        size_t wide =
+            (t->tpr * t->tp - 1) * (size_t)t->sw + (size_t)(t->kw - 1) * (size_t)t->dw + 1;
+        if (wide > t->wp) t->wp = wide;
+    }
 }
 
 /* The forward (or, for that pass, filter-gradient) geometry of a convolution. */
@@ -240,12 +264,16 @@ static kiln_status run_tile(kiln_backend_t be, const tile_geom *t, const kiln_cl
     const size_t otiles = t->opad / t->to * t->groups, npix = t->n * t->oh * t->ow;
     /* edge: TILE_P images at one position per tile, so ceil(n / TILE_P) tiles per position */
     const size_t tpp = (t->n + t->tp - 1) / t->tp;
-    const size_t tiles = edge ? t->oh * t->ow * tpp : (npix + t->tp - 1) / t->tp;
+    const int row = !edge && t->row;
+    const size_t tiles = edge  ? t->oh * t->ow * tpp
+                         : row ? t->n * t->oh * t->tpr
+                               : (npix + t->tp - 1) / t->tp;
     size_t per;
     if ((st = tiles_per_item(be, t, tiles, otiles, &per))) return st;
-    cl_uint u_per = (cl_uint)per, count = (cl_uint)(edge ? tiles : npix);
+    cl_uint u_per = (cl_uint)per, count = (cl_uint)(edge || row ? tiles : npix);
+    cl_uint u_tpr = (cl_uint)t->tpr;
     cl_ulong io = in_off, yo = y_off;
-    const char *name = edge ? "conv_tile_edge" : "conv_tile";
+    const char *name = edge ? "conv_tile_edge" : row ? "conv_tile_row" : "conv_tile";
     if ((st = kernel(be, t, name, &k))) return st;
     /* edge: the unpadded planes, and one more argument (last) */
     if (edge) {
@@ -253,9 +281,11 @@ static kiln_status run_tile(kiln_backend_t be, const tile_geom *t, const kiln_cl
         d.s[5] = (cl_int)t->w;
     }
     cl_int4 e = {{(cl_int)t->n, (cl_int)t->pt, (cl_int)t->pl, (cl_int)tpp}};
-    if ((st = kiln_cl_args(k, name, edge ? 10 : 9, sizeof in, &in, sizeof io, &io, sizeof buf, &buf,
-                           sizeof zero, &zero, sizeof y, &y, sizeof yo, &yo, sizeof d, &d,
-                           sizeof count, &count, sizeof u_per, &u_per, sizeof e, &e)))
+    /* the last argument: edge's e or row's tiles per row */
+    if ((st = kiln_cl_args(k, name, edge || row ? 10 : 9, sizeof in, &in, sizeof io, &io,
+                           sizeof buf, &buf, sizeof zero, &zero, sizeof y, &y, sizeof yo, &yo,
+                           sizeof d, &d, sizeof count, &count, sizeof u_per, &u_per,
+                           row ? sizeof u_tpr : sizeof e, row ? (void *)&u_tpr : (void *)&e)))
         return st;
     size_t gc[2] = {(tiles + per - 1) / per, otiles}, lc[2] = {1, 1};
     return kiln_cl_launch(cl, k, name, 2, gc, lc);

@@ -54,6 +54,8 @@ typedef struct {
     int edge;     /* the tiled form's edge tiles: -1 where auto measures them faster; 0: never;
                      1: wherever the tiled form runs */
     int tile_p, tile_o, vw; /* the tiled form's tile (conv-tile.cl); 0: the device's */
+    int row;                /* ROW: forward and backward-data products over row tiles (1), the
+                               pixel tiles (0), or the device's choice (-1) */
 } kiln_cl_conv_tune;
 kiln_status kiln_cl_conv_tune_get(kiln_backend_t be, kiln_cl_conv_tune *t);
 /* Winograd F(2x2, 3x3) and F(4x4, 3x3) (cl-conv-winograd.c, kernels/winograd.cl): 3x3, stride 1,
