@@ -105,11 +105,12 @@ kiln_status kiln_cl_backend_setup(kiln_backend_t be, const kiln_device_info *dev
 int kiln_clblast_available(kiln_backend_t be);
 
 /* The auto backend (tune.c): candidates per op, measured per shape on first use. */
-#define KILN_TUNE_MAX 4
+#define KILN_TUNE_MAX 8
 kiln_status kiln_tuner_init(kiln_backend_t be);
-/* supports: NULL when the candidate takes every tensor of the op. */
-void kiln_tuner_add(kiln_backend_t be, kiln_op op, kiln_op_fn fn, kiln_supports_fn supports,
-                    const char *name);
+/* supports: NULL when the candidate takes every tensor of the op. An op with more than
+   KILN_TUNE_MAX candidates is an internal error (none is dropped unmeasured). */
+kiln_status kiln_tuner_add(kiln_backend_t be, kiln_op op, kiln_op_fn fn, kiln_supports_fn supports,
+                           const char *name);
 /* Loads persisted choices once every candidate is added. */
 void kiln_tuner_ready(kiln_backend_t be);
 /* A hash of the OpenCL kernel sources this build embeds (backends/opencl/cl-source.c): the

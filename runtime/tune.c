@@ -123,14 +123,17 @@ kiln_status kiln_tuner_init(kiln_backend_t be) {
     return KILN_OK;
 }
 
-void kiln_tuner_add(kiln_backend_t be, kiln_op op, kiln_op_fn fn, kiln_supports_fn supports,
-                    const char *name) {
+kiln_status kiln_tuner_add(kiln_backend_t be, kiln_op op, kiln_op_fn fn, kiln_supports_fn supports,
+                           const char *name) {
     struct kiln_tuner *t = be->tuner;
-    if (t && t->ncand[op] < KILN_TUNE_MAX) {
-        t->cand[op][t->ncand[op]] = fn;
-        t->cand_supports[op][t->ncand[op]] = supports;
-        t->cand_name[op][t->ncand[op]++] = name;
-    }
+    if (!t) return kiln_error(KILN_INTERNAL, "auto: no tuner for %s", kiln_op_name(op));
+    if (t->ncand[op] >= KILN_TUNE_MAX)
+        return kiln_error(KILN_INTERNAL, "auto: %s has more than %d candidates (KILN_TUNE_MAX)",
+                          kiln_op_name(op), KILN_TUNE_MAX);
+    t->cand[op][t->ncand[op]] = fn;
+    t->cand_supports[op][t->ncand[op]] = supports;
+    t->cand_name[op][t->ncand[op]++] = name;
+    return KILN_OK;
 }
 
 void kiln_tuner_ready(kiln_backend_t be) {

@@ -53,7 +53,10 @@ static int choose(int n, const double *ms, int slow) {
     int chosen = -1;
     if (!kiln_tuner_init(be)) {
         for (int c = 0; c < n; c++) {
-            kiln_tuner_add(be, KILN_OP_ADD, fns[c], NULL, names[c]);
+            if (kiln_tuner_add(be, KILN_OP_ADD, fns[c], NULL, names[c])) {
+                kiln_backend_free(be);
+                return -1;
+            }
             cand_ms[c] = ms[c];
             cand_runs[c] = 0;
         }
@@ -73,8 +76,26 @@ static int choose(int n, const double *ms, int slow) {
     return chosen;
 }
 
+/* An op takes KILN_TUNE_MAX candidates; one more is an error, not a candidate dropped
+   unmeasured. */
+static void check_capacity(void) {
+    kiln_backend_t be;
+    if (kiln_backend_init("cpu", NULL, &be) || kiln_tuner_init(be)) {
+        CHECK(0, "a cpu backend with a tuner: %s", kiln_last_error());
+        return;
+    }
+    int added = 0;
+    while (added < KILN_TUNE_MAX && !kiln_tuner_add(be, KILN_OP_ADD, cand0, NULL, "own")) added++;
+    CHECK(added == KILN_TUNE_MAX, "%d candidates added of %d", added, KILN_TUNE_MAX);
+    kiln_status st = kiln_tuner_add(be, KILN_OP_ADD, cand1, NULL, "other");
+    CHECK(st == KILN_INTERNAL && strstr(kiln_last_error(), "more than"),
+          "one candidate too many is an internal error (%d: %s)", (int)st, kiln_last_error());
+    kiln_backend_free(be);
+}
+
 int main(void) {
     setenv("KILN_CACHE_DIR", "off", 1);
+    check_capacity();
 
     const double own_fast[2] = {2, 6}, other_fast[2] = {6, 2};
     CHECK(choose(2, own_fast, 0) == 0, "the faster (kiln's own) wins");
