@@ -234,6 +234,8 @@ void kiln_cases_conv(void) {
     /* 13 channels at 13x13, 64 channels at 32x32 (enough to split the batch into chunks) */
     add2((conv_case){.n = 2, .c = 13, .h = 13, .w = 13, .o = 16, .kh = 3, .p = {PAD1(1)}});
     add2((conv_case){.n = 8, .c = 64, .h = 32, .w = 32, .o = 64, .kh = 3, .p = {PAD1(1)}});
+    /* 32 channels at 32x32: chunks of several images, the batch of 8 split as 3 + 3 + 2 */
+    add((conv_case){.n = 8, .c = 32, .h = 32, .w = 32, .o = 32, .kh = 3, .p = {PAD1(1)}});
     /* batches that are not a whole number of edge tiles (8 images at one position): 9 on a
        2x2 map, 10 on a 3x3 one with 40 output channels (a partial channel tile) */
     add((conv_case){.n = 9, .c = 2, .h = 2, .w = 2, .o = 3, .kh = 3, .p = {PAD1(1)}});

@@ -182,6 +182,9 @@ const kiln_op_variant kiln_cl_variants[] = {
      "opencl-edge"},
     {KILN_OP_CONV2D_BWD_FILTER, kiln_cl_conv2d_bwd_filter_edge,
      kiln_cl_supports_conv2d_bwd_filter_edge, "opencl-edge"},
+    {KILN_OP_CONV2D, kiln_cl_conv2d_gemm, kiln_cl_supports_conv2d_gemm, "opencl-gemm"},
+    {KILN_OP_CONV2D_BWD_DATA, kiln_cl_conv2d_bwd_data_gemm, kiln_cl_supports_conv2d_bwd_data_gemm,
+     "opencl-gemm"},
     {KILN_OP_NONE, NULL, NULL, NULL},
 };
 

@@ -116,9 +116,10 @@ kiln_status kiln_cl_conv_tune_get(kiln_backend_t be, kiln_cl_conv_tune *t) {
                               v);
         if (which == DIRECT)
             t->direct_max_c = n;
-        else if (which == TILE)
+        else if (which == TILE) {
             t->tile = (int)n;
-        else if (which == EDGE)
+            t->tile_set = 1;
+        } else if (which == EDGE)
             t->edge = (int)n;
         else if (which == TP)
             t->tile_p = (int)n;

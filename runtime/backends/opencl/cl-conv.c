@@ -3,9 +3,11 @@
  *   direct   conv2d only, when C/groups is at most the device type's threshold (below; a
  *            network's first layer, C = 1 or 3): conv_direct computes a register tile of
  *            output channels x pixels per work-item and needs no column matrix.
- *   gemm     everything else: chunks of nb images (as many as fit KILN_CONV_WORKSPACE bytes of
- *            column matrix plus staging) go through conv_im2col -> one GEMM per chunk
- *            (batched over groups) -> conv_transpose01 to NCHW with the bias. Backward data is
+ *   gemm     everything else (and, as auto's opencl-gemm, the forward and backward-data
+ *            passes the tiled form would run): chunks of nb images (as many as fit
+ *            KILN_CONV_WORKSPACE bytes of column matrix plus staging, in chunks of equal
+ *            size) go through conv_im2col -> one GEMM per chunk (batched over groups) ->
+ *            conv_transpose01 to NCHW with the bias. Backward data is
  *            the transposed GEMM and conv_col2im; backward filter accumulates col * dy^T over
  *            the chunks (beta = 1 after the first) and transposes the result. With nb == 1 the
  *            GEMM reads and writes the NCHW tensors in place, and a 1x1 stride-1 unpadded
@@ -134,6 +136,11 @@ static kiln_status workspace_init(kiln_backend_t be, const geom *g, int need_col
     size_t per_image = (col_per + stage_per) * sizeof(float);
     size_t nb = per_image ? KILN_CONV_WORKSPACE / per_image : g->n;
     nb = nb < 1 ? 1 : nb > g->n ? g->n : nb;
+    /* Chunks of equal size: 31 + 1 images left a GEMM of 9 columns that took more than half
+       the pass (AlexNet's 256 -> 256 layer on 3x3 maps at batch 32 on PoCL: 12 ms forward
+       against 5.5 in two chunks of 16). */
+    size_t chunks = (g->n + nb - 1) / nb;
+    nb = (g->n + chunks - 1) / chunks;
     ws->mem = NULL;
     ws->nb = nb;
     ws->stage = col_per * nb;
@@ -169,6 +176,33 @@ static kiln_status conv_direct(kiln_backend_t be, const geom *g, const kiln_tens
                                g->n * g->groups * (size_t)nblk);
 }
 
+static kiln_status gemm_forward(kiln_backend_t be, const geom *g, const kiln_tensor *x,
+                                const kiln_tensor *w, const kiln_tensor *bias, kiln_tensor *y) {
+    workspace ws;
+    int pointwise = is_pointwise(g);
+    kiln_status st = workspace_init(be, g, !pointwise || g->n > 1, 0, &ws);
+    if (st) return st;
+    cl_mem xm = kiln_cl_mem(x), ym = kiln_cl_mem(y);
+    size_t xo = kiln_cl_off(x), yo = kiln_cl_off(y), chw = g->c * g->h * g->w, ohw = g->ohw;
+    for (size_t n0 = 0; n0 < g->n && !st; n0 += ws.nb) {
+        size_t nb = g->n - n0 < ws.nb ? g->n - n0 : ws.nb, cols = nb * ohw;
+        mat col = {ws.mem, 0, cols, g->k * cols};
+        if (pointwise && nb == 1)
+            col = (mat){xm, xo + n0 * chw, ohw, g->k * ohw};
+        else if ((st = im2col(be, g, nb, xm, xo + n0 * chw, ws.mem, 0)))
+            break;
+        mat out = nb > 1 ? (mat){ws.mem, ws.stage, cols, g->og * cols}
+                         : (mat){ym, yo + n0 * g->o * ohw, ohw, g->og * ohw};
+        mat wt = {kiln_cl_mem(w), kiln_cl_off(w), g->k, g->og * g->k};
+        if ((st = kiln_cl_conv_gemm(be, 0, 0, g->og, cols, g->k, g->groups, 0.0f, wt, col, out)))
+            break;
+        if (nb > 1 || bias)
+            st = transpose01(be, out.mem, out.off, ym, yo + n0 * g->o * ohw, bias, g->o, nb, ohw);
+    }
+    workspace_free(&ws);
+    return st;
+}
+
 kiln_status kiln_cl_conv2d(kiln_backend_t be, kiln_tensor *dst) {
     const kiln_tensor *x = dst->src[0], *w = dst->src[1], *bias = dst->src[2];
     geom g;
@@ -183,28 +217,7 @@ kiln_status kiln_cl_conv2d(kiln_backend_t be, kiln_tensor *dst) {
     int form;
     if ((st = kiln_cl_conv_tile_form(be, &g, KILN_CL_TILE_FORWARD, &tn, &form))) return st;
     if (form >= 0) return kiln_cl_conv_tile_forward(be, &g, form, x, w, bias, dst);
-    workspace ws;
-    int pointwise = is_pointwise(&g);
-    if ((st = workspace_init(be, &g, !pointwise || g.n > 1, 0, &ws))) return st;
-    cl_mem xm = kiln_cl_mem(x), ym = kiln_cl_mem(dst);
-    size_t xo = kiln_cl_off(x), yo = kiln_cl_off(dst), chw = g.c * g.h * g.w, ohw = g.ohw;
-    for (size_t n0 = 0; n0 < g.n && !st; n0 += ws.nb) {
-        size_t nb = g.n - n0 < ws.nb ? g.n - n0 : ws.nb, cols = nb * ohw;
-        mat col = {ws.mem, 0, cols, g.k * cols};
-        if (pointwise && nb == 1)
-            col = (mat){xm, xo + n0 * chw, ohw, g.k * ohw};
-        else if ((st = im2col(be, &g, nb, xm, xo + n0 * chw, ws.mem, 0)))
-            break;
-        mat out = nb > 1 ? (mat){ws.mem, ws.stage, cols, g.og * cols}
-                         : (mat){ym, yo + n0 * g.o * ohw, ohw, g.og * ohw};
-        mat wt = {kiln_cl_mem(w), kiln_cl_off(w), g.k, g.og * g.k};
-        if ((st = kiln_cl_conv_gemm(be, 0, 0, g.og, cols, g.k, g.groups, 0.0f, wt, col, out)))
-            break;
-        if (nb > 1 || bias)
-            st = transpose01(be, out.mem, out.off, ym, yo + n0 * g.o * ohw, bias, g.o, nb, ohw);
-    }
-    workspace_free(&ws);
-    return st;
+    return gemm_forward(be, &g, x, w, bias, dst);
 }
 
 /* dy of images [n0, n0+nb) as [O][nb*ohw]: in place for one image, else gathered. */
@@ -217,6 +230,30 @@ static kiln_status stage_dy(kiln_backend_t be, const geom *g, const kiln_tensor 
     }
     *out = (mat){ws->mem, ws->stage, cols, g->og * cols};
     return transpose01(be, kiln_cl_mem(dy), off, ws->mem, ws->stage, NULL, nb, g->o, g->ohw);
+}
+
+static kiln_status gemm_backward_data(kiln_backend_t be, const geom *g, const kiln_tensor *dy,
+                                      const kiln_tensor *w, kiln_tensor *dx) {
+    workspace ws;
+    int pointwise = is_pointwise(g);
+    kiln_status st = workspace_init(be, g, !pointwise || g->n > 1, 0, &ws);
+    if (st) return st;
+    cl_mem dxm = kiln_cl_mem(dx);
+    size_t dxo = kiln_cl_off(dx), chw = g->c * g->h * g->w;
+    for (size_t n0 = 0; n0 < g->n && !st; n0 += ws.nb) {
+        size_t nb = g->n - n0 < ws.nb ? g->n - n0 : ws.nb, cols = nb * g->ohw;
+        mat dyc;
+        if ((st = stage_dy(be, g, dy, &ws, n0, nb, &dyc))) break;
+        int direct = pointwise && nb == 1;
+        mat col = direct ? (mat){dxm, dxo + n0 * chw, cols, g->k * cols}
+                         : (mat){ws.mem, 0, cols, g->k * cols};
+        mat wt = {kiln_cl_mem(w), kiln_cl_off(w), g->k, g->og * g->k};
+        if ((st = kiln_cl_conv_gemm(be, 1, 0, g->k, cols, g->og, g->groups, 0.0f, wt, dyc, col)))
+            break;
+        if (!direct) st = col2im(be, g, nb, ws.mem, 0, dxm, dxo + n0 * chw);
+    }
+    workspace_free(&ws);
+    return st;
 }
 
 kiln_status kiln_cl_conv2d_bwd_data(kiln_backend_t be, kiln_tensor *dst) {
@@ -232,25 +269,7 @@ kiln_status kiln_cl_conv2d_bwd_data(kiln_backend_t be, kiln_tensor *dst) {
     int form;
     if ((st = kiln_cl_conv_tile_form(be, &g, KILN_CL_TILE_BACKWARD_DATA, &tn, &form))) return st;
     if (form >= 0) return kiln_cl_conv_tile_backward_data(be, &g, form, dy, w, dst);
-    workspace ws;
-    int pointwise = is_pointwise(&g);
-    if ((st = workspace_init(be, &g, !pointwise || g.n > 1, 0, &ws))) return st;
-    cl_mem dxm = kiln_cl_mem(dst);
-    size_t dxo = kiln_cl_off(dst), chw = g.c * g.h * g.w;
-    for (size_t n0 = 0; n0 < g.n && !st; n0 += ws.nb) {
-        size_t nb = g.n - n0 < ws.nb ? g.n - n0 : ws.nb, cols = nb * g.ohw;
-        mat dyc;
-        if ((st = stage_dy(be, &g, dy, &ws, n0, nb, &dyc))) break;
-        int direct = pointwise && nb == 1;
-        mat col = direct ? (mat){dxm, dxo + n0 * chw, cols, g.k * cols}
-                         : (mat){ws.mem, 0, cols, g.k * cols};
-        mat wt = {kiln_cl_mem(w), kiln_cl_off(w), g.k, g.og * g.k};
-        if ((st = kiln_cl_conv_gemm(be, 1, 0, g.k, cols, g.og, g.groups, 0.0f, wt, dyc, col)))
-            break;
-        if (!direct) st = col2im(be, &g, nb, ws.mem, 0, dxm, dxo + n0 * chw);
-    }
-    workspace_free(&ws);
-    return st;
+    return gemm_backward_data(be, &g, dy, w, dst);
 }
 
 /* dW = sum over images of dy col^T, computed transposed, dW^T = col dy^T, so that the GEMM
@@ -297,6 +316,45 @@ kiln_status kiln_cl_conv2d_bwd_filter(kiln_backend_t be, kiln_tensor *dst) {
                          kiln_cl_off(dst) + gi * g.og * g.k, NULL, g.k, g.og, 1);
     workspace_free(&ws);
     return st;
+}
+
+/* im2col + GEMM as a candidate of auto where the tiled form is the default (the CPU forms):
+   on maps of a few pixels per image the GEMM over all the images' columns at once beats the
+   tiled form's lanes (AlexNet's 3x3 maps at 64x64 input, 192-384 channels, batch 32, on a
+   2-core Zen 3: 3.3-5.9 ms per pass against the edge form's 4.0-7.9 and the tiled form's
+   4.3-10.5), while on maps of 14x14 and more it loses 2-4x. Not for the filter gradient,
+   where it lost on every layer measured. Not offered where KILN_TUNE_CONV names TILE (the
+   choice is then the user's). */
+static int gemm_supports(kiln_backend_t be, const kiln_tensor *dst, int pass) {
+    kiln_cl_conv_tune tn;
+    if (kiln_cl_conv_tune_get(be, &tn) || tn.tile_set || !tn.tile) return 0;
+    geom g;
+    kiln_cl_conv_decode_pass(dst, pass, &g);
+    if (!g.n || (pass == KILN_CL_TILE_FORWARD && g.cg <= tn.direct_max_c)) return 0;
+    int fits = 0;
+    return !kiln_cl_conv_tile_fits(be, &g, pass, &fits) && fits;
+}
+
+int kiln_cl_supports_conv2d_gemm(kiln_backend_t be, const kiln_tensor *dst) {
+    return gemm_supports(be, dst, KILN_CL_TILE_FORWARD);
+}
+
+int kiln_cl_supports_conv2d_bwd_data_gemm(kiln_backend_t be, const kiln_tensor *dst) {
+    return gemm_supports(be, dst, KILN_CL_TILE_BACKWARD_DATA);
+}
+
+kiln_status kiln_cl_conv2d_gemm(kiln_backend_t be, kiln_tensor *dst) {
+    geom g;
+    kiln_cl_conv_decode_pass(dst, KILN_CL_TILE_FORWARD, &g);
+    if (!g.n) return KILN_OK;
+    return gemm_forward(be, &g, dst->src[0], dst->src[1], dst->src[2], dst);
+}
+
+kiln_status kiln_cl_conv2d_bwd_data_gemm(kiln_backend_t be, kiln_tensor *dst) {
+    geom g;
+    kiln_cl_conv_decode_pass(dst, KILN_CL_TILE_BACKWARD_DATA, &g);
+    if (!g.n) return KILN_OK;
+    return gemm_backward_data(be, &g, dst->src[0], dst->src[1], dst);
 }
 
 kiln_status kiln_cl_bias_grad(kiln_backend_t be, kiln_tensor *dst) {

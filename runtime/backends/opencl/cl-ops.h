@@ -49,6 +49,7 @@ kiln_status kiln_cl_conv_launch(kiln_backend_t be, cl_kernel k, const char *name
 typedef struct {
     size_t direct_max_c;
     int tile;
+    int tile_set; /* KILN_TUNE_CONV names TILE: auto then measures no other than that form */
     int winograd; /* -1: where auto measures it faster; 0: never; the output block, 2 (F(2x2),
                      WINOGRAD=1) or 4 (F(4x4), the backward filter F(2x2)): wherever it applies */
     int edge;     /* the tiled form's edge tiles: -1 where auto measures them faster; 0: never;
@@ -98,6 +99,11 @@ kiln_status kiln_cl_conv_tile_forward(kiln_backend_t be, const kiln_cl_conv_geom
 kiln_status kiln_cl_conv_tile_backward_data(kiln_backend_t be, const kiln_cl_conv_geom *g, int edge,
                                             const kiln_tensor *dy, const kiln_tensor *w,
                                             kiln_tensor *dx);
+/* im2col + GEMM as candidates of auto where the tiled form is the default (cl-conv.c). */
+int kiln_cl_supports_conv2d_gemm(kiln_backend_t be, const kiln_tensor *dst);
+int kiln_cl_supports_conv2d_bwd_data_gemm(kiln_backend_t be, const kiln_tensor *dst);
+kiln_status kiln_cl_conv2d_gemm(kiln_backend_t be, kiln_tensor *dst);
+kiln_status kiln_cl_conv2d_bwd_data_gemm(kiln_backend_t be, kiln_tensor *dst);
 /* The edge form as candidates of auto (kiln_cl_variants). */
 int kiln_cl_supports_conv2d_edge(kiln_backend_t be, const kiln_tensor *dst);
 int kiln_cl_supports_conv2d_bwd_data_edge(kiln_backend_t be, const kiln_tensor *dst);
