@@ -317,10 +317,9 @@ kiln_status kiln_backend_init(const char *bspec, const char *dspec, kiln_backend
         /* CLBlast's convolutions (im2col kernels tuned for GPUs) took 10-40x kiln's on PoCL for
            every layer of the narrow VGG16 and AlexNet: on CPU devices auto does not spend the
            first step building and timing them. Its GEMM stays a candidate there. */
-        int conv_op = op == KILN_OP_CONV2D || op == KILN_OP_CONV2D_BWD_DATA ||
-                      op == KILN_OP_CONV2D_BWD_FILTER;
-        int with_clblast = clblast && providers[PROV_CLBLAST].ops[op] &&
-                           !(conv_op && be->device.type == KILN_DEVICE_CPU);
+        int with_clblast =
+            clblast && providers[PROV_CLBLAST].ops[op] &&
+            !(be->device.type == KILN_DEVICE_CPU && !strcmp(kiln_op_family((kiln_op)op), "conv"));
         int with_host = host_gemm && op == KILN_OP_GEMM;
         int with_variant = 0;
         for (const kiln_op_variant *v = kiln_cl_variants; v->fn; v++)

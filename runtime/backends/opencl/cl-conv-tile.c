@@ -421,13 +421,18 @@ kiln_status kiln_cl_conv_tile_backward_filter(kiln_backend_t be, const kiln_cl_c
 /* The edge form as a candidate of auto: with the CPU forms (like conv_tile, one work-item per
    tile: no GPU would run it well), where it runs and skips a tenth of the taps or more, and
    not switched off by EDGE=0. */
+int kiln_cl_conv_tile_runs(kiln_backend_t be, const kiln_tensor *dst, int pass,
+                           kiln_cl_conv_tune *tn, kiln_cl_conv_geom *g) {
+    if (kiln_cl_conv_tune_get(be, tn) || !tn->tile) return 0;
+    kiln_cl_conv_decode_pass(dst, pass, g);
+    int fits = 0;
+    return g->n && !kiln_cl_conv_tile_fits(be, g, pass, &fits) && fits;
+}
+
 static int edge_supports(kiln_backend_t be, const kiln_tensor *dst, int pass) {
     kiln_cl_conv_tune tn;
-    if (kiln_cl_conv_tune_get(be, &tn) || !tn.edge || !tn.tile) return 0;
     kiln_cl_conv_geom g;
-    kiln_cl_conv_decode_pass(dst, pass, &g);
-    int fits = 0;
-    if (!g.n || kiln_cl_conv_tile_fits(be, &g, pass, &fits) || !fits) return 0;
+    if (!kiln_cl_conv_tile_runs(be, dst, pass, &tn, &g) || !tn.edge) return 0;
     tile_geom t =
         pass == KILN_CL_TILE_BACKWARD_DATA ? backward_geom(be, &g) : forward_geom(be, &g, pass);
     return inside_fraction(&t) <= 0.9;

@@ -327,12 +327,9 @@ kiln_status kiln_cl_conv2d_bwd_filter(kiln_backend_t be, kiln_tensor *dst) {
    choice is then the user's). */
 static int gemm_supports(kiln_backend_t be, const kiln_tensor *dst, int pass) {
     kiln_cl_conv_tune tn;
-    if (kiln_cl_conv_tune_get(be, &tn) || tn.tile_set || !tn.tile) return 0;
     geom g;
-    kiln_cl_conv_decode_pass(dst, pass, &g);
-    if (!g.n || (pass == KILN_CL_TILE_FORWARD && g.cg <= tn.direct_max_c)) return 0;
-    int fits = 0;
-    return !kiln_cl_conv_tile_fits(be, &g, pass, &fits) && fits;
+    return kiln_cl_conv_tile_runs(be, dst, pass, &tn, &g) && !tn.tile_set &&
+           !(pass == KILN_CL_TILE_FORWARD && g.cg <= tn.direct_max_c);
 }
 
 int kiln_cl_supports_conv2d_gemm(kiln_backend_t be, const kiln_tensor *dst) {

@@ -88,6 +88,10 @@ kiln_status kiln_cl_winograd_backward_filter(kiln_backend_t be, const kiln_cl_co
    the device's loop limit). */
 kiln_status kiln_cl_conv_tile_fits(kiln_backend_t be, const kiln_cl_conv_geom *g, int pass,
                                    int *fits);
+/* Whether the tiled form (TILE on, the CPU forms' default) takes this pass of node dst, with
+   tn and g filled for the caller's own conditions: where auto's variants of it apply. */
+int kiln_cl_conv_tile_runs(kiln_backend_t be, const kiln_tensor *dst, int pass,
+                           kiln_cl_conv_tune *tn, kiln_cl_conv_geom *g);
 /* *form = the tiled form that tn has this pass of g run: 1 the edge form (EDGE=1), 0 the
    tiled one (TILE=1), -1 neither (it does not fit, or TILE=0). */
 kiln_status kiln_cl_conv_tile_form(kiln_backend_t be, const kiln_cl_conv_geom *g, int pass,
