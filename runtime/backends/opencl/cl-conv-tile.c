@@ -418,9 +418,6 @@ kiln_status kiln_cl_conv_tile_backward_filter(kiln_backend_t be, const kiln_cl_c
     return kiln_cl_launch(cl, k, "conv_tile_sum", 1, &gs, &ls);
 }
 
-/* The edge form as a candidate of auto: with the CPU forms (like conv_tile, one work-item per
-   tile: no GPU would run it well), where it runs and skips a tenth of the taps or more, and
-   not switched off by EDGE=0. */
 int kiln_cl_conv_tile_runs(kiln_backend_t be, const kiln_tensor *dst, int pass,
                            kiln_cl_conv_tune *tn, kiln_cl_conv_geom *g) {
     if (kiln_cl_conv_tune_get(be, tn) || !tn->tile) return 0;
@@ -429,6 +426,9 @@ int kiln_cl_conv_tile_runs(kiln_backend_t be, const kiln_tensor *dst, int pass,
     return g->n && !kiln_cl_conv_tile_fits(be, g, pass, &fits) && fits;
 }
 
+/* The edge form as a candidate of auto: with the CPU forms (like conv_tile, one work-item per
+   tile: no GPU would run it well), where it runs and skips a tenth of the taps or more, and
+   not switched off by EDGE=0. */
 static int edge_supports(kiln_backend_t be, const kiln_tensor *dst, int pass) {
     kiln_cl_conv_tune tn;
     kiln_cl_conv_geom g;
